@@ -1,0 +1,148 @@
+"""LLMEnv: a Gymnasium env whose actions are the policy's text and whose observations are text.
+
+Subclasses implement two methods: :meth:`LLMEnv.sample_task` and :meth:`LLMEnv.respond`. The
+base class keeps the Episode record, the chat messages, the turn limit, and scores the finished
+episode with the configured reward.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium
+
+from gymrl import plugins
+from gymrl.episode import Episode, Task, Turn
+from gymrl.spaces import UTF8Text
+
+
+class LLMEnv(gymnasium.Env[str, str]):
+    """Base class of gymrl environments.
+
+    Attributes:
+        name: the registry name (``router``); set by subclasses.
+        stop: stop strings a policy should end its turn at (e.g. ``</search>``).
+        scripted_policies: named scripted policies, ``policy(env) -> str``, that read the env's
+            privileged state; the ``scripted:`` backend runs them.
+        episode: the current episode record.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+    name: ClassVar[str] = ""
+    stop: ClassVar[tuple[str, ...]] = ()
+    scripted_policies: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, *, max_turns: int = 8, max_action_chars: int = 32768,
+                 max_observation_chars: int = 65536, render_mode: str | None = None) -> None:
+        if max_turns < 1:
+            raise ValueError(f"max_turns must be >= 1, got {max_turns}")
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode {render_mode!r}; allowed: "
+                             f"{self.metadata['render_modes']} or None")
+        self.max_turns = max_turns
+        self.max_action_chars = max_action_chars
+        self.render_mode = render_mode
+        self.action_space = UTF8Text(max_action_chars)
+        self.observation_space = UTF8Text(max_observation_chars)
+        self.reward_fn: Any = None
+        self.registration: Any = None
+        self.episode: Episode | None = None
+        self.messages: list[dict[str, str]] = []
+
+    # -- what subclasses implement --------------------------------------------------------
+    def system_prompt(self) -> str:
+        """Instructions shown to the policy before the task (the protocol, the tools)."""
+        return ""
+
+    def sample_task(self, options: dict[str, Any] | None) -> Task:
+        """Pick this episode's task using ``self.np_random`` (or ``options['task_id']``)."""
+        raise NotImplementedError
+
+    def respond(self, action: str, turn: Turn) -> tuple[str, bool]:
+        """React to one policy turn: record facts and calls on ``turn``.
+
+        Returns:
+            The observation text to show the policy next ("" if none) and whether the episode
+            has ended (the policy answered).
+        """
+        raise NotImplementedError
+
+    def on_truncate(self) -> None:
+        """Record facts when the turn limit ends the episode (e.g. a missing answer)."""
+
+    # -- the Gymnasium contract ------------------------------------------------------------
+    def set_reward(self, reward: Any) -> None:
+        self.reward_fn = reward
+
+    def reset(self, *, seed: int | None = None,
+              options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        super().reset(seed=seed)
+        task = self.sample_task(options)
+        self.episode = Episode(env=self.name, task=task, seed=seed)
+        self.episode.turns.append(Turn(role="env", text=task.prompt))
+        system = self.system_prompt()
+        self.messages = ([{"role": "system", "content": system}] if system else [])
+        self.messages.append({"role": "user", "content": task.prompt})
+        return task.prompt, self._info()
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        episode = self.episode
+        if episode is None or episode.done:
+            raise RuntimeError(f"{type(self).__name__}.step() called before reset() or after "
+                               "the episode ended; call reset()")
+        if not isinstance(action, str):
+            raise TypeError(f"action must be str (the policy's text), got "
+                            f"{type(action).__name__}")
+        turn = Turn(role="policy", text=action)
+        if len(action) > self.max_action_chars:
+            turn.facts["format_violations"] = [
+                f"action of {len(action)} characters exceeds max_action_chars="
+                f"{self.max_action_chars}"]
+            action = action[: self.max_action_chars]
+        episode.turns.append(turn)
+        self.messages.append({"role": "assistant", "content": turn.text})
+        observation, terminated = self.respond(action, turn)
+        truncated = not terminated and len(episode.policy_turns) >= self.max_turns
+        if truncated:
+            self.on_truncate()
+        if observation:
+            episode.turns.append(Turn(role="env", text=observation))
+            self.messages.append({"role": "user", "content": observation})
+        episode.terminated, episode.truncated = terminated, truncated
+        reward = 0.0
+        if terminated or truncated:
+            episode.termination = episode.termination or ("answered" if terminated
+                                                          else "turn_limit")
+            reward = self._score(episode)
+        return observation, reward, terminated, truncated, self._info()
+
+    def _score(self, episode: Episode) -> float:
+        if self.reward_fn is None:
+            return 0.0
+        score = self.reward_fn(episode)
+        episode.reward = float(score.total)
+        episode.rewards = dict(score.components) or {getattr(self.reward_fn, "name", "reward"):
+                                                     episode.reward}
+        episode.diagnostics = dict(score.diagnostics)
+        if score.per_turn is not None:
+            for turn, value in zip(episode.policy_turns, score.per_turn):
+                turn.rewards["total"] = value
+        plugins.notify_episode_end(episode, dict(episode.rewards))
+        return episode.reward
+
+    def _info(self) -> dict[str, Any]:
+        episode = self.episode
+        info: dict[str, Any] = {
+            "messages": list(self.messages),
+            "turn": len(episode.policy_turns),
+            "task_id": episode.task.id,
+        }
+        if episode.done:
+            info["episode"] = episode
+            info["rewards"] = dict(episode.rewards)
+        return info
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi" or self.episode is None:
+            return None
+        return "\n".join(f"[{t.role}] {t.text}" for t in self.episode.turns)

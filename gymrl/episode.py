@@ -1,0 +1,89 @@
+"""Episode and Turn records: the one structure every part of gymrl reads and writes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Task:
+    """One task: what the policy sees (``prompt``) and what it must not (``answer``, ``hidden``)."""
+
+    id: str
+    prompt: str
+    answer: Any = None
+    hidden: dict[str, Any] = field(default_factory=dict)
+    split: str = "train"
+
+
+@dataclass
+class ToolCall:
+    """A call the policy made to something outside it (a routed model, a tool)."""
+
+    name: str
+    arguments: dict[str, Any]
+    result: str = ""
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+
+
+@dataclass
+class Turn:
+    """One message of the episode.
+
+    ``role`` is ``"policy"`` for text the model wrote (the trainable tokens) and ``"env"`` for
+    text the environment inserted. ``facts`` is what the env observed about the turn (parse
+    results, format violations, ...); rewards judge them.
+    """
+
+    role: str
+    text: str
+    token_ids: list[int] | None = None
+    logprobs: list[float] | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    rewards: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Episode:
+    """Everything that happened in one episode, and how it was scored."""
+
+    env: str
+    task: Task
+    seed: int | None = None
+    turns: list[Turn] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    terminated: bool = False
+    truncated: bool = False
+    termination: str = ""
+    rewards: dict[str, float] = field(default_factory=dict)
+    reward: float = 0.0
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def policy_turns(self) -> list[Turn]:
+        return [t for t in self.turns if t.role == "policy"]
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        return [c for t in self.turns for c in t.tool_calls]
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(c.cost_usd for c in self.tool_calls)
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated
+
+    def to_dict(self, *, hidden: bool = True) -> dict[str, Any]:
+        """A JSON-ready dict; ``hidden=False`` drops the task's hidden fields."""
+        data = asdict(self)
+        if not hidden:
+            data["task"].pop("hidden", None)
+        return data
