@@ -1,0 +1,1 @@
+"""First-party gymrl environments. Each registers through the ``gymrl`` entry-point group."""

@@ -1,0 +1,318 @@
+"""``hf:TARGET``: a local transformers causal LM, batched generation with the chat template.
+
+torch and transformers are imported inside the methods, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from typing import Any
+
+from gymrl.backends.base import Backend, Completion, Request, truncate_at_stop
+from gymrl.errors import BackendError, ConfigError
+
+_DTYPES = ("float32", "float16", "bfloat16", "auto")
+# A Hugging Face repo id: "name" or "org/name". Anything else is a local path.
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
+# How long the reachability check of the hub may take before we call it unreachable.
+_HUB_TIMEOUT_S = 5.0
+_TRUE = {"1", "ON", "YES", "TRUE"}
+
+
+class HFBackend(Backend):
+    """Generates with a transformers causal LM (``AutoModelForCausalLM``), loaded once.
+
+    Each request's messages go through the tokenizer's chat template with
+    ``add_generation_prompt=True``; prompts are left-padded and generated in batches of
+    ``batch_size``, sampling when ``temperature > 0`` and greedy otherwise. Each completion is cut
+    just after the earliest stop string of its own request (generation also stops early there).
+
+    Completion fields:
+        text: the generated text, cut exactly after the stop string it hit (EOS is not included).
+        token_ids: the generated ids up to and including the token that completes the stop
+            string, or the EOS token. When a stop string ends inside a token, that whole token is
+            kept, so ``token_ids`` may decode to a few more characters than ``text``.
+        logprobs: one per token of ``token_ids``. When sampling, the log-probability of the
+            chosen token under the distribution actually sampled from (logits divided by
+            ``temperature`` and restricted to the ``top_p`` nucleus). When greedy
+            (``temperature == 0``), the log-probability under the model's raw logits, i.e. at
+            temperature 1.
+        finish_reason: ``"stop"`` when a stop string or EOS ended the turn, else ``"length"``.
+
+    Randomness: the backend owns a seeded stream; each batch draws its torch seed from it (the
+    caller's global torch RNG is left untouched). The same seed and the same sequence of
+    ``generate`` calls give the same outputs on the same hardware; a repeated call with the same
+    requests samples afresh.
+
+    Args:
+        target: a local model directory, or a Hugging Face id (``org/name``) found in the local
+            cache or, when online, on the hub.
+        max_new_tokens: most tokens generated per completion.
+        temperature: sampling temperature; 0 means greedy decoding.
+        top_p: nucleus sampling mass (1 keeps the whole distribution).
+        batch_size: requests generated together.
+        device: torch device, e.g. ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
+        dtype: ``"float32"``, ``"float16"``, ``"bfloat16"`` or ``"auto"`` (the checkpoint's).
+        seed: seed of the backend's random stream.
+        local_files_only: ``True`` never contacts the hub; ``None`` contacts it only when the
+            model is not cached and ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` is unset;
+            ``False`` contacts it whenever the model is not cached.
+
+    Raises:
+        ConfigError: a bad option value.
+        BackendError: the model cannot be loaded (missing path, not cached while the hub is
+            offline or unreachable, broken checkpoint, no chat template).
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        batch_size: int = 16,
+        device: str = "cpu",
+        dtype: str = "float32",
+        seed: int = 0,
+        local_files_only: bool | None = None,
+    ) -> None:
+        if not target:
+            raise ConfigError("hf backend needs a model path or Hugging Face id, e.g. hf:./model")
+        if max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if temperature < 0:
+            raise ConfigError(f"temperature must be >= 0, got {temperature}")
+        if not 0 < top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {top_p}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        if dtype not in _DTYPES:
+            raise ConfigError(f"unknown dtype {dtype!r}; allowed: {', '.join(_DTYPES)}")
+        self.name = f"hf:{target}"
+        self.target = target
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.batch_size = batch_size
+        self.device = device
+        self.dtype = dtype
+        self.seed = seed
+        self._rng = random.Random(seed)
+        self.tokenizer, self.model = self._load(local_files_only)
+        self._eos_ids = self._collect_eos_ids()
+
+    # ------------------------------------------------------------------ loading
+
+    def _load(self, local_files_only: bool | None) -> tuple[Any, Any]:
+        """Find the model (local directory, cache, hub) and load tokenizer and weights."""
+        target = self.target
+        path = os.path.expanduser(target)
+        is_path = (os.path.isabs(path) or target.startswith((".", "~"))
+                   or os.path.exists(path) or not _REPO_ID.match(target))
+        if is_path:
+            if not os.path.isdir(path):
+                raise BackendError(
+                    f"cannot load hf model {target!r}: no such directory (and not a Hugging Face "
+                    f"id of the form org/name); pass the path of a local model directory")
+            return self._from_pretrained(path, local_files_only=True)
+        try:  # The cache first: no network when the model is already there.
+            return self._from_pretrained(target, local_files_only=True, wrap=False)
+        except (OSError, ValueError) as cache_err:
+            offline = (local_files_only if local_files_only is not None else any(
+                os.environ.get(v, "").upper() in _TRUE
+                for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")))
+            if offline:
+                raise BackendError(
+                    f"cannot load hf model {target!r}: it is not a local directory, not in the "
+                    f"Hugging Face cache, and the hub is offline (HF_HUB_OFFLINE / "
+                    f"local_files_only); pass the path of a local model directory instead"
+                ) from cache_err
+        self._check_hub(target)
+        return self._from_pretrained(target, local_files_only=False)
+
+    def _check_hub(self, target: str) -> None:
+        """Fail fast, with a clear message, when the hub cannot be reached or lacks the model."""
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+        endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+        try:
+            HfApi(endpoint=endpoint).model_info(target, timeout=_HUB_TIMEOUT_S)
+        except RepositoryNotFoundError as e:
+            raise BackendError(
+                f"cannot load hf model {target!r}: not a local directory, not cached, and the "
+                f"hub at {endpoint} has no such model (or it is private or gated: log in); "
+                f"pass the path of a local model directory instead") from e
+        except HfHubHTTPError:
+            pass  # The hub answered; let from_pretrained report what it finds.
+        except Exception as e:  # Connection refused, DNS failure, timeout, offline mode.
+            raise BackendError(
+                f"cannot load hf model {target!r}: not a local directory, not cached, and the "
+                f"hub at {endpoint} is unreachable within {_HUB_TIMEOUT_S:g}s ({e}); pass the "
+                f"path of a local model directory instead") from e
+
+    def _from_pretrained(
+        self, source: str, *, local_files_only: bool, wrap: bool = True
+    ) -> tuple[Any, Any]:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(
+                source, local_files_only=local_files_only, padding_side="left")
+            dtype = self.dtype if self.dtype == "auto" else getattr(torch, self.dtype)
+            model = AutoModelForCausalLM.from_pretrained(
+                source, local_files_only=local_files_only, dtype=dtype)
+            model.to(self.device)
+        except Exception as e:
+            if not wrap:
+                raise OSError(str(e)) from e
+            raise BackendError(f"cannot load hf model {self.target!r} from {source}: {e}") from e
+        model.eval()
+        if not getattr(tokenizer, "chat_template", None):
+            raise BackendError(
+                f"hf model {self.target!r} has no chat template (a base model?); gymrl sends "
+                f"chat messages, so use an instruct/chat model or add a chat_template")
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        # Keep only the token ids of the checkpoint's generation defaults: its sampling knobs
+        # (top_k, repetition_penalty, ...) would silently change the distribution we document.
+        old = model.generation_config
+        model.generation_config = GenerationConfig(
+            bos_token_id=old.bos_token_id,
+            eos_token_id=old.eos_token_id if old.eos_token_id is not None
+            else tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        return tokenizer, model
+
+    def _collect_eos_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return ids
+
+    # --------------------------------------------------------------- generation
+
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        """Generate one completion per request, in order, ``batch_size`` at a time."""
+        out: list[Completion] = []
+        for i in range(0, len(requests), self.batch_size):
+            out.extend(self._generate_batch(requests[i:i + self.batch_size]))
+        return out
+
+    def _generate_batch(self, requests: list[Request]) -> list[Completion]:
+        import torch
+        from transformers import GenerationConfig, StoppingCriteriaList
+
+        tok, model = self.tokenizer, self.model
+        prompts = [tok.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
+                   for r in requests]
+        # The chat template already holds any BOS token.
+        enc = tok(prompts, padding=True, return_tensors="pt", add_special_tokens=False)
+        enc = {k: v.to(model.device) for k, v in enc.items()}
+        prompt_len = enc["input_ids"].shape[1]
+        sample = self.temperature > 0
+        config = GenerationConfig(
+            max_new_tokens=self.max_new_tokens,
+            do_sample=sample,
+            # top_k=0: transformers would otherwise default to top_k=50.
+            **({"temperature": self.temperature, "top_p": self.top_p, "top_k": 0}
+               if sample else {}),
+            eos_token_id=model.generation_config.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            return_dict_in_generate=True,
+            output_scores=sample,
+            output_logits=not sample,
+        )
+        stops = [tuple(s for s in r.stop if s) for r in requests]
+        criteria = StoppingCriteriaList([_row_stop_criteria(tok, stops, prompt_len)])
+        batch_seed = self._rng.getrandbits(63)
+        devices = [model.device.index or 0] if model.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+            torch.manual_seed(batch_seed)
+            result = model.generate(**enc, generation_config=config, stopping_criteria=criteria)
+            steps = result.scores if sample else result.logits
+            generated = result.sequences[:, prompt_len:]
+            # (batch, steps): log-prob of each chosen token.
+            logp = torch.stack([
+                torch.log_softmax(s.float(), dim=-1).gather(-1, generated[:, t:t + 1]).squeeze(-1)
+                for t, s in enumerate(steps)], dim=1)
+        prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
+        return [self._completion(generated[i].tolist(), logp[i].tolist(), stops[i],
+                                 int(prompt_tokens[i]))
+                for i in range(len(requests))]
+
+    def _completion(
+        self, ids: list[int], logprobs: list[float], stop: tuple[str, ...], prompt_tokens: int
+    ) -> Completion:
+        """Cut one row at EOS or its earliest stop string and build its Completion."""
+        finish = "length"
+        end = len(ids)
+        for j, t in enumerate(ids):
+            if t in self._eos_ids:
+                end, finish = j + 1, "stop"
+                break
+        body = ids[:end - 1] if finish == "stop" else ids  # the text leaves EOS out
+        text, hit = truncate_at_stop(self._decode(body), stop)
+        if hit:
+            finish = "stop"
+            end = self._tokens_to_stop(body, stop)
+        ids = ids[:end]
+        return Completion(
+            text=text,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(ids),
+            token_ids=ids,
+            logprobs=logprobs[:end],
+            finish_reason=finish,
+        )
+
+    def _tokens_to_stop(self, ids: list[int], stop: tuple[str, ...]) -> int:
+        """The fewest leading tokens of ``ids`` whose text holds a stop string (binary search)."""
+        lo, hi = 1, len(ids)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if truncate_at_stop(self._decode(ids[:mid]), stop)[1]:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def _decode(self, ids: list[int]) -> str:
+        # Special tokens stay: a stop string may be one; EOS and padding are cut off before.
+        return self.tokenizer.decode(ids, skip_special_tokens=False,
+                                     clean_up_tokenization_spaces=False)
+
+    def close(self) -> None:
+        """Drop the model so its memory can be freed."""
+        self.model = None
+        self.tokenizer = None
+
+
+def _row_stop_criteria(tokenizer: Any, stops: list[tuple[str, ...]], prompt_len: int) -> Any:
+    """A stopping criterion that ends each row at its own request's stop strings."""
+    import torch
+    from transformers import StoppingCriteria
+
+    # A stop string of n characters spans at most ~4n tokens (byte-fallback tokenizers).
+    windows = [4 * max((len(s) for s in row), default=0) + 4 for row in stops]
+
+    class RowStops(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            for i, row in enumerate(stops):
+                if not row:
+                    continue
+                start = max(prompt_len, input_ids.shape[1] - windows[i])
+                tail = tokenizer.decode(input_ids[i, start:].tolist(), skip_special_tokens=False,
+                                        clean_up_tokenization_spaces=False)
+                done[i] = any(s in tail for s in row)
+            return done
+
+    return RowStops()

@@ -1,0 +1,236 @@
+"""The ``gymrl`` command: list, check, eval (and train, reserved for the learner)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from gymrl.errors import GymrlError
+
+EPILOG_EVAL = """examples:
+  gymrl eval env=router policy=scripted:oracle episodes=200 seed=0
+  gymrl eval env=router reward=cost+outcome reward.weights.cost=0.3 policy=hf:/path/to/model
+  gymrl eval config=eval.yaml episodes=50
+"""
+
+
+def _config_help(schema: type) -> str:
+    from gymrl.config import describe
+
+    rows = describe(schema)
+    width = max(len(k) for k, _, _ in rows)
+    return "config keys (KEY=VALUE):\n" + "\n".join(
+        f"  {k:<{width}}  {h} (default {d})" for k, d, h in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gymrl", description="Gymnasium environments for LLM "
+                                     "agents, pluggable rewards, and a GRPO learner.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p_list = sub.add_parser("list", help="envs, rewards, tools, backends and their plugins")
+    p_list.add_argument("--json", action="store_true", help="print JSON")
+    from gymrl.config import EvalConfig
+
+    p_eval = sub.add_parser("eval", help="run a policy on an env and save results",
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog=_config_help(EvalConfig) + "\n\n" + EPILOG_EVAL)
+    p_eval.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p_check = sub.add_parser("check", help="check an env: Gymnasium's checker and the reward "
+                             "range proven with scripted policies")
+    p_check.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                         help="env=NAME, env.OPTION=..., reward=SPEC, episodes=N")
+    p_train = sub.add_parser("train", help="train a policy with GRPO (the learner)")
+    p_train.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            return cmd_list(as_json=args.json)
+        if args.command == "eval":
+            return cmd_eval(args.overrides)
+        if args.command == "check":
+            return cmd_check(args.overrides)
+        if args.command == "train":
+            print("gymrl train: the GRPO learner is not built yet (see the learner issue); "
+                  "`gymrl eval` runs policies today.", file=sys.stderr)
+            return 2
+        parser.print_help()
+        return 0
+    except GymrlError as exc:
+        print(f"gymrl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gymrl: interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_list(*, as_json: bool = False) -> int:
+    from gymrl import plugins
+
+    reg = plugins.registry()
+    if as_json:
+        data = {
+            "plugins": {n: vars(p) for n, p in sorted(reg.plugins.items())},
+            **{kind + "s": {n: {"package": r.plugin.package, "version": r.plugin.version,
+                                "plugin": r.plugin.name, "description": r.description}
+                            for n, r in sorted(reg.items[kind].items())}
+               for kind in plugins.KINDS},
+        }
+        print(json.dumps(data, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for kind in plugins.KINDS:
+        table = Table(title=f"{kind}s", title_justify="left", expand=False)
+        for col in ("name", "package", "version", "description"):
+            table.add_column(col)
+        for name, r in sorted(reg.items[kind].items()):
+            table.add_row(name, r.plugin.package, r.plugin.version, r.description)
+        if not reg.items[kind]:
+            table.add_row("-", "", "", "(none registered)")
+        console.print(table)
+    return 0
+
+
+def cmd_eval(overrides: list[str]) -> int:
+    from gymrl.config import EvalConfig, load_config, to_container
+
+    cfg = load_config(EvalConfig, overrides)
+    result = run_eval(to_container(cfg))
+    _print_summary(result)
+    print(f"results: {result['path']}")
+    return 0
+
+
+def _env_factory(cfg: dict[str, Any]) -> Any:
+    from gymrl.make import accepted_options, make_env
+    from gymrl.plugins import get
+
+    env_cfg = cfg["env"]
+    options = dict(env_cfg["options"])
+    split = cfg.get("split")
+    reg = get("env", env_cfg["name"])
+    valid = accepted_options(reg.factory)
+    if split is not None and "split" not in options and (valid is None or "split" in valid):
+        options["split"] = split
+    from gymrl.compose import compose
+
+    reward = cfg["reward"]
+    spec = reward["spec"] or reg.meta.get("rewards", "format+outcome")
+    # One reward object for all envs of the run: stateful rewards (rolling cost percentiles)
+    # must see every episode, not one env's share.
+    shared = compose(spec, weights=reward["weights"], options=reward["options"])
+
+    def factory() -> Any:
+        return make_env(env_cfg["name"], reward=shared, **options)
+
+    factory()  # fail on bad names and options before any work starts
+    return factory
+
+
+def run_eval(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Run an evaluation from a resolved config dict; write and return the results."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
+        TimeRemainingColumn
+
+    from gymrl import plugins
+    from gymrl.errors import ConfigError
+    from gymrl.evaluate import episode_record, run_episodes, summarise
+    from gymrl.make import make_backend
+    from gymrl.results import atomic_write_json, new_run_dir, versions
+
+    if cfg["episodes"] < 1:
+        raise ConfigError(f"episodes must be >= 1, got {cfg['episodes']}")
+    factory = _env_factory(cfg)
+    probe = factory()
+    backend = make_backend(cfg["policy"]["spec"], cfg["policy"]["options"])
+    if hasattr(backend, "check_env"):
+        backend.check_env(probe.unwrapped)
+    out_dir = Path(cfg["output_dir"]) if cfg.get("output_dir") else new_run_dir(
+        "eval", cfg["env"]["name"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    progress = Progress(TextColumn("[bold]eval[/] {task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TextColumn("reward {task.fields[reward]:.3f}"),
+                        TimeRemainingColumn(), disable=not cfg.get("progress", True),
+                        transient=False)
+    totals = {"n": 0, "reward": 0.0}
+    with progress:
+        bar = progress.add_task(f"{cfg['env']['name']} / {cfg['policy']['spec']}",
+                                total=cfg["episodes"], reward=0.0)
+
+        def on_episode(episode: Any, metrics: dict[str, Any]) -> None:
+            totals["n"] += 1
+            totals["reward"] += episode.reward
+            progress.update(bar, advance=1, reward=totals["reward"] / totals["n"])
+
+        start = time.perf_counter()
+        records = run_episodes(factory, backend, episodes=cfg["episodes"], seed=cfg["seed"],
+                               batch_size=cfg["batch_size"], on_episode=on_episode)
+        elapsed = time.perf_counter() - start
+    backend.close()
+    summary = summarise(records)
+    summary["overall"]["episodes_per_s"] = len(records) / elapsed if elapsed > 0 else 0.0
+    plugins.notify_metrics({f"eval/{k}": v for k, v in summary["overall"].items()}, step=0)
+    result = {
+        "gymrl_results": 1,
+        "command": "eval",
+        "config": cfg,
+        "reward_range": list(probe.unwrapped.reward_fn.range),
+        "versions": versions(),
+        "summary": summary,
+        "episodes": [episode_record(e, m) for e, m in records],
+    }
+    path = atomic_write_json(out_dir / "results.json", result)
+    result["path"] = str(path)
+    return result
+
+
+def _print_summary(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    overall = result["summary"]["overall"]
+    table = Table(title=f"{result['config']['env']['name']} / {result['config']['policy']['spec']}"
+                  f" ({overall['episodes']} episodes)", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in overall.items():
+        if key.endswith("_stderr"):
+            continue
+        err = overall.get(f"{key}_stderr")
+        text = f"{value:.4g}" if isinstance(value, float) else str(value)
+        table.add_row(key, text + (f" ± {err:.2g}" if err is not None else ""))
+    Console().print(table)
+
+
+def cmd_check(overrides: list[str]) -> int:
+    from gymrl.check import check_env_and_rewards
+
+    report = check_env_and_rewards(overrides)
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"gymnasium check_env: [bold]{'ok' if report['check_env'] == 'ok' else 'FAILED'}"
+                  f"[/] {'' if report['check_env'] == 'ok' else report['check_env']}")
+    table = Table(title=f"reward {report['reward']} range {report['range']}",
+                  title_justify="left")
+    for col in ("policy", "min", "max", "mean"):
+        table.add_column(col)
+    for name, row in report["policies"].items():
+        table.add_row(name, f"{row['min']:.4f}", f"{row['max']:.4f}", f"{row['mean']:.4f}")
+    console.print(table)
+    lo, hi = report["reached"]
+    console.print(f"best end {report['range'][1]:.4f}: {'reached' if hi else 'NOT reached'}; "
+                  f"worst end {report['range'][0]:.4f}: {'reached' if lo else 'NOT reached'}")
+    return 0 if report["check_env"] == "ok" and lo and hi else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""``gymrl eval``: run a policy on an env for N seeded episodes and summarise the results.
+
+Episodes run in lockstep batches, so an LLM backend generates one batch per turn.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from gymrl.backends.base import Backend, Request
+from gymrl.episode import Episode
+
+
+def run_episodes(make_env: Callable[[], Any], backend: Backend, *, episodes: int, seed: int = 0,
+                 batch_size: int = 16,
+                 on_episode: Callable[[Episode, dict[str, Any]], None] | None = None,
+                 ) -> list[tuple[Episode, dict[str, Any]]]:
+    """Run ``episodes`` episodes (episode i reset with ``seed + i``); keep their order.
+
+    Returns:
+        (episode, metrics) pairs; metrics come from the env's ``metrics(episode)`` if it has one.
+    """
+    batch_size = max(1, min(batch_size, episodes))
+    envs = [make_env() for _ in range(batch_size)]
+    results: list[tuple[Episode, dict[str, Any]] | None] = [None] * episodes
+    slots: list[tuple[Any, int, dict[str, Any]] | None] = [None] * batch_size
+    next_index = 0
+
+    def refill(slot: int) -> None:
+        nonlocal next_index
+        if next_index >= episodes:
+            slots[slot] = None
+            return
+        env = envs[slot]
+        _, info = env.reset(seed=seed + next_index)
+        slots[slot] = (env, next_index, info)
+        next_index += 1
+
+    for slot in range(batch_size):
+        refill(slot)
+    while any(s is not None for s in slots):
+        active = [i for i, s in enumerate(slots) if s is not None]
+        requests = [Request(messages=slots[i][2]["messages"], stop=tuple(slots[i][0].stop),
+                            env=slots[i][0].unwrapped) for i in active]
+        completions = backend.generate(requests)
+        for i, completion in zip(active, completions):
+            env, index, _ = slots[i]
+            _, _, terminated, truncated, info = env.step(completion.text)
+            episode: Episode = env.unwrapped.episode
+            turn = [t for t in episode.turns if t.role == "policy"][-1]
+            turn.token_ids, turn.logprobs = completion.token_ids, completion.logprobs
+            turn.facts.setdefault("completion_tokens", completion.completion_tokens)
+            if terminated or truncated:
+                metrics_fn = getattr(env.unwrapped, "metrics", None)
+                metrics = metrics_fn(episode) if metrics_fn else {}
+                results[index] = (episode, metrics)
+                if on_episode is not None:
+                    on_episode(episode, metrics)
+                refill(i)
+            else:
+                slots[i] = (env, index, info)
+    return [r for r in results if r is not None]
+
+
+def summarise(records: list[tuple[Episode, dict[str, Any]]],
+              group_by: tuple[str, ...] = ("kind", "domain")) -> dict[str, Any]:
+    """Means of every numeric metric and reward component, with standard errors; per group."""
+
+    def means(rows: list[tuple[Episode, dict[str, Any]]]) -> dict[str, float]:
+        values: dict[str, list[float]] = defaultdict(list)
+        for episode, metrics in rows:
+            values["reward"].append(episode.reward)
+            for name, value in episode.rewards.items():
+                values[f"reward/{name}"].append(value)
+            for name, value in metrics.items():
+                if isinstance(value, bool | int | float) and not isinstance(value, str):
+                    values[name].append(float(value))
+        out: dict[str, float] = {"episodes": len(rows)}
+        for name, vals in values.items():
+            mean = sum(vals) / len(vals)
+            out[name] = mean
+            if name in ("reward", "accuracy") and len(vals) > 1:
+                var = sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)
+                out[f"{name}_stderr"] = math.sqrt(var / len(vals))
+        correct = sum(m.get("accuracy", 0.0) for _, m in rows)
+        if "cost_usd" in values and correct:
+            out["cost_per_correct_usd"] = sum(values["cost_usd"]) / correct
+        return out
+
+    summary: dict[str, Any] = {"overall": means(records)}
+    for key in group_by:
+        groups: dict[str, list] = defaultdict(list)
+        for episode, metrics in records:
+            if isinstance(metrics.get(key), str):
+                groups[metrics[key]].append((episode, metrics))
+        if groups:
+            summary[f"by_{key}"] = {g: means(rows) for g, rows in sorted(groups.items())}
+    return summary
+
+
+def episode_record(episode: Episode, metrics: dict[str, Any]) -> dict[str, Any]:
+    """One per-episode record for results files (hidden task fields included: it is a log)."""
+    return {
+        "task_id": episode.task.id,
+        "seed": episode.seed,
+        "reward": episode.reward,
+        "rewards": episode.rewards,
+        "metrics": metrics,
+        "termination": episode.termination,
+        "diagnostics": episode.diagnostics,
+        "turns": [{"role": t.role, "text": t.text,
+                   "tool_calls": [{"name": c.name, "arguments": c.arguments, "error": c.error,
+                                   "cost_usd": c.cost_usd, "prompt_tokens": c.prompt_tokens,
+                                   "completion_tokens": c.completion_tokens}
+                                  for c in t.tool_calls],
+                   "facts": t.facts} for t in episode.turns],
+        "answer": episode.task.answer,
+    }
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start

@@ -1,0 +1,1 @@
+"""First-party gymrl rewards. They register through the ``gymrl`` entry-point group."""

@@ -1,0 +1,57 @@
+"""``cost``: money spent on routed calls, normalised by a rolling percentile window."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from gymrl import Episode, Reward, Score
+
+
+class CostReward(Reward):
+    """Minus the episode's cost, rescaled to [-1, 0] against recently seen costs.
+
+    As in Router-R1, raw cost (tokens x price, summed over the episode's calls) is normalised by
+    the distribution of recent costs: with ``lo``/``hi`` the ``low``/``high`` percentiles of the
+    last ``window`` episodes, the reward is ``-clip((cost - lo) / (hi - lo), 0, 1)``. Until
+    ``warmup`` costs have been seen, ``lo = 0`` and ``hi = reference_usd``. A free episode
+    always scores 0. The window is state: it is saved and restored with checkpoints.
+    Range: [-1, 0].
+    """
+
+    name = "cost"
+    range = (-1.0, 0.0)
+
+    def __init__(self, window: int = 1000, low: float = 5.0, high: float = 95.0,
+                 warmup: int = 32, reference_usd: float = 2e-4) -> None:
+        if window < 1 or not 0 <= low < high <= 100 or reference_usd <= 0 or warmup < 1:
+            raise ValueError("cost needs window >= 1, warmup >= 1, 0 <= low < high <= 100 and "
+                             f"reference_usd > 0; got window={window}, low={low}, "
+                             f"high={high}, warmup={warmup}, reference_usd={reference_usd}")
+        self.window, self.low, self.high = window, low, high
+        self.warmup, self.reference_usd = warmup, reference_usd
+        self.history: deque[float] = deque(maxlen=window)
+
+    def bounds(self) -> tuple[float, float]:
+        """The current (lo, hi) normalisation bounds."""
+        if len(self.history) < self.warmup:
+            return 0.0, self.reference_usd
+        lo, hi = np.percentile(np.fromiter(self.history, float), [self.low, self.high])
+        if hi - lo < 1e-12:
+            hi = lo + max(abs(lo), 1e-9)
+        return float(lo), float(hi)
+
+    def score(self, episode: Episode) -> Score:
+        cost = float(sum(c.cost_usd for c in episode.tool_calls))
+        lo, hi = self.bounds()
+        value = 0.0 if cost <= 0 else -float(np.clip((cost - lo) / (hi - lo), 0.0, 1.0))
+        self.history.append(cost)
+        return Score(total=value, diagnostics={"cost_usd": cost, "lo": lo, "hi": hi})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": list(self.history)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = deque((float(c) for c in state.get("history", [])), maxlen=self.window)

@@ -1,0 +1,250 @@
+"""The hf backend on a tiny Llama trained here in seconds: no downloads, no network."""
+
+from __future__ import annotations
+
+import math
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gymrl.backends.base import Request
+from gymrl.backends.hf import HFBackend
+from gymrl.errors import BackendError, ConfigError
+
+TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} [SEP] {% endfor %}"
+    "{% if add_generation_prompt %}assistant :{% endif %}"
+)
+QA = [
+    ("capital of france",
+     "<think> france capital </think> <search> capital france </search> <answer> paris </answer>"),
+    ("capital of italy please",
+     "<think> italy capital </think> <search> capital italy </search> <answer> rome </answer>"),
+    ("what is two plus two", "<think> add two two </think> <answer> four </answer>"),
+    ("who wrote hamlet tell me now",
+     "<think> hamlet author </think> <search> hamlet </search> <answer> shakespeare </answer>"),
+]
+
+
+def ask(question: str, stop: tuple[str, ...] = ()) -> Request:
+    return Request(messages=[{"role": "user", "content": question}], stop=stop)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A word-level tokenizer and a 2-layer Llama, trained briefly on the QA pairs above."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    corpus = [f"user : {q} [SEP] assistant : {a}" for q, a in QA]
+    raw = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    raw.train_from_iterator(
+        corpus, trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]", "[BOS]", "[EOS]"]))
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="[PAD]", unk_token="[UNK]",
+                                  bos_token="[BOS]", eos_token="[EOS]")
+    tok.chat_template = TEMPLATE
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id)
+    model = LlamaForCausalLM(config)
+    # Train just enough that greedy decoding follows the QA format and ends with EOS, so the
+    # stop and EOS paths run on realistic text; sampling at high temperature still varies.
+    rows = [tok(text + " [EOS]")["input_ids"] for text in corpus]
+    width = max(map(len, rows))
+    x = torch.tensor([r + [tok.pad_token_id] * (width - len(r)) for r in rows])
+    labels = x.masked_fill(x == tok.pad_token_id, -100)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(100):
+        loss = model(input_ids=x, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tok.save_pretrained(path)
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def greedy(model_dir: Path) -> HFBackend:
+    return HFBackend(str(model_dir), temperature=0, max_new_tokens=24, batch_size=8)
+
+
+def test_batch_with_left_padding_matches_single_requests(greedy: HFBackend) -> None:
+    requests = [ask("capital of france"), ask("who wrote hamlet tell me now"),
+                ask("what is two plus two")]
+    batch = greedy.generate(requests)
+    assert len({c.prompt_tokens for c in batch}) == 3  # really different lengths: padding used
+    for request, got in zip(requests, batch, strict=True):
+        alone = greedy.generate([request])[0]
+        assert got.text == alone.text
+        assert got.token_ids == alone.token_ids
+        assert got.prompt_tokens == alone.prompt_tokens
+        assert got.logprobs == pytest.approx(alone.logprobs, abs=1e-4)
+
+
+def test_batches_smaller_than_the_request_list_keep_order(model_dir: Path,
+                                                          greedy: HFBackend) -> None:
+    requests = [ask(q) for q, _ in QA] * 2
+    small = HFBackend(str(model_dir), temperature=0, max_new_tokens=24, batch_size=3)
+    assert [c.text for c in small.generate(requests)] == [
+        c.text for c in greedy.generate(requests)]
+
+
+def test_eos_ends_the_turn_and_stays_out_of_the_text(greedy: HFBackend) -> None:
+    done = greedy.generate([ask("capital of france")])[0]
+    assert done.finish_reason == "stop"
+    assert "[EOS]" not in done.text
+    assert done.token_ids[-1] == greedy.tokenizer.eos_token_id
+    short = HFBackend(greedy.target, temperature=0, max_new_tokens=3).generate(
+        [ask("capital of france")])[0]
+    assert short.finish_reason == "length"
+    assert short.completion_tokens == 3
+    assert done.text.startswith(short.text)
+
+
+@pytest.mark.parametrize("cut", ["whole_token", "inside_a_token"])
+def test_stop_string_cuts_exactly_after_it(greedy: HFBackend, cut: str) -> None:
+    full = greedy.generate([ask("capital of france")])[0]
+    words = full.text.split()
+    assert len(words) >= 4, full.text
+    # A stop taken from the model's own output, so the test holds whatever the model says.
+    stop = words[2] if cut == "whole_token" else words[3][1:-1]
+    end = full.text.index(stop) + len(stop)
+    got = greedy.generate([ask("capital of france", stop=("never-emitted", stop))])[0]
+    assert got.text == full.text[:end]
+    assert got.text.endswith(stop)
+    assert got.finish_reason == "stop"
+    assert got.token_ids == full.token_ids[:len(got.token_ids)]
+    # The ids run up to and including the token that completes the stop, no further.
+    decoded = greedy.tokenizer.decode(got.token_ids)
+    assert stop in decoded
+    assert stop not in greedy.tokenizer.decode(got.token_ids[:-1])
+
+
+def test_each_request_stops_at_its_own_stop_strings(greedy: HFBackend) -> None:
+    full = greedy.generate([ask("capital of france")])[0].text
+    stop = full.split()[2]
+    got = greedy.generate([ask("capital of france", stop=(stop,)), ask("capital of france")])
+    assert got[0].text == full[:full.index(stop) + len(stop)]
+    assert got[1].text == full
+
+
+def test_token_ids_and_logprobs_line_up(greedy: HFBackend) -> None:
+    for c in greedy.generate([ask(q) for q, _ in QA]):
+        assert c.completion_tokens == len(c.token_ids) == len(c.logprobs) > 0
+        assert all(math.isfinite(lp) and lp <= 0 for lp in c.logprobs)
+        assert c.prompt_tokens > 0
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.5])
+def test_sampled_logprobs_are_those_of_the_sampling_distribution(model_dir: Path,
+                                                                 temperature: float) -> None:
+    import torch
+
+    backend = HFBackend(str(model_dir), temperature=temperature, max_new_tokens=16, seed=1)
+    request = ask("capital of italy please")
+    got = backend.generate([request])[0]
+    tok = backend.tokenizer
+    prompt = tok.apply_chat_template(request.messages, add_generation_prompt=True,
+                                     tokenize=False)
+    prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([prompt_ids + got.token_ids])
+    with torch.no_grad():
+        logits = backend.model(input_ids=ids).logits[0, len(prompt_ids) - 1:-1]
+    expected = torch.log_softmax(logits / temperature, dim=-1).gather(
+        -1, torch.tensor(got.token_ids)[:, None]).squeeze(-1)
+    assert got.logprobs == pytest.approx(expected.tolist(), abs=1e-4)
+
+
+def test_same_seed_same_samples(model_dir: Path) -> None:
+    requests = [ask(q) for q, _ in QA]
+
+    def sample(seed: int) -> list[list[int]]:
+        backend = HFBackend(str(model_dir), temperature=5.0, max_new_tokens=12, seed=seed)
+        return [c.token_ids for c in backend.generate(requests)]
+
+    assert sample(7) == sample(7)
+    assert sample(7) != sample(8)
+
+
+def test_the_global_torch_rng_is_left_alone(model_dir: Path) -> None:
+    import torch
+
+    backend = HFBackend(str(model_dir), temperature=1.0, max_new_tokens=4)
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    backend.generate([ask("capital of france")])
+    assert torch.equal(torch.rand(3), before)
+
+
+def test_missing_local_path_fails_with_its_name() -> None:
+    with pytest.raises(BackendError, match="/tmp/does/not/exist") as info:
+        HFBackend("/tmp/does/not/exist")
+    assert "local model directory" in str(info.value)
+
+
+def test_uncached_hub_id_fails_fast_when_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(BackendError, match="nonexistent-org/nonexistent-model") as info:
+        HFBackend("nonexistent-org/nonexistent-model")
+    assert "offline" in str(info.value)
+    assert "local model directory" in str(info.value)
+
+
+def test_uncached_hub_id_fails_fast_when_the_hub_is_unreachable(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:  # a port nothing listens on: connection refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    with pytest.raises(BackendError, match="nonexistent-org/nonexistent-model") as info:
+        HFBackend("nonexistent-org/nonexistent-model")
+    assert "unreachable" in str(info.value)
+    assert f"127.0.0.1:{port}" in str(info.value)
+
+
+def test_model_without_chat_template_is_refused(model_dir: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok.chat_template = None
+    tok.save_pretrained(tmp_path)
+    (tmp_path / "chat_template.jinja").unlink(missing_ok=True)
+    AutoModelForCausalLM.from_pretrained(model_dir).save_pretrained(tmp_path)
+    with pytest.raises(BackendError, match="chat template"):
+        HFBackend(str(tmp_path))
+
+
+@pytest.mark.parametrize("option", [{"temperature": -1}, {"top_p": 0}, {"batch_size": 0},
+                                    {"max_new_tokens": 0}, {"dtype": "float8"}])
+def test_bad_options_are_config_errors(option: dict) -> None:
+    with pytest.raises(ConfigError):
+        HFBackend("/unused", **option)
+
+
+def test_importing_the_backends_does_not_import_torch() -> None:
+    code = (
+        "import sys, gymrl\n"
+        "heavy = ('torch', 'transformers', 'openai')\n"
+        "before = {m for m in heavy if m in sys.modules}\n"
+        "import gymrl.backends.hf, gymrl.backends.openai_compat\n"
+        "print(sorted({m for m in heavy if m in sys.modules} - before))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).parents[2])
+    assert out.stdout.strip() == "[]"
