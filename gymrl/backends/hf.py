@@ -136,7 +136,11 @@ class HFBackend(Backend):
     def _check_hub(self, target: str) -> None:
         """Fail fast, with a clear message, when the hub cannot be reached or lacks the model."""
         from huggingface_hub import HfApi
-        from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+        from huggingface_hub.errors import (
+            HfHubHTTPError,
+            OfflineModeIsEnabled,
+            RepositoryNotFoundError,
+        )
 
         endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
         try:
@@ -146,6 +150,11 @@ class HFBackend(Backend):
                 f"cannot load hf model {target!r}: not a local directory, not cached, and the "
                 f"hub at {endpoint} has no such model (or it is private or gated: log in); "
                 f"pass the path of a local model directory instead") from e
+        except OfflineModeIsEnabled as e:  # HF_HUB_OFFLINE was set when the hub was imported
+            raise BackendError(
+                f"cannot load hf model {target!r}: not a local directory, not cached, and the "
+                f"hub is offline (HF_HUB_OFFLINE); pass the path of a local model directory "
+                f"instead") from e
         except HfHubHTTPError:
             pass  # The hub answered; let from_pretrained report what it finds.
         except Exception as e:  # Connection refused, DNS failure, timeout, offline mode.

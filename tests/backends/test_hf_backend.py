@@ -208,6 +208,10 @@ def test_uncached_hub_id_fails_fast_when_the_hub_is_unreachable(
     with socket.socket() as s:  # a port nothing listens on: connection refused at once
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    import huggingface_hub.constants
+
+    # The hub library reads HF_HUB_OFFLINE once, at import: turn it off for this test only.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
