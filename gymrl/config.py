@@ -100,6 +100,7 @@ def load_config(schema: type, overrides: list[str]) -> Any:
 
     Unknown keys fail with the list of valid ones.
     """
+    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -114,8 +115,10 @@ def load_config(schema: type, overrides: list[str]) -> Any:
                 raise ConfigError(f"config file {str(path)!r} does not exist")
             try:
                 data = OmegaConf.to_container(OmegaConf.load(path))
-            except OmegaConfBaseException as exc:
-                raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+            except (OmegaConfBaseException, yaml.YAMLError) as exc:
+                first = str(exc).split("\n")[0]
+                raise ConfigError(f"config file {str(path)!r} is not valid YAML: {first}") \
+                    from None
             layers.append(OmegaConf.create(_normalise_yaml(data, path)))
         else:
             rest.append(rewrite_override(item))
