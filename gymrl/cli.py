@@ -136,8 +136,13 @@ def run_eval(cfg: dict[str, Any]) -> dict[str, Any]:
     """Run an evaluation from a resolved config dict; write and return the results."""
     import time
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
-        TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from gymrl import plugins
     from gymrl.errors import ConfigError

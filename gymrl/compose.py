@@ -68,7 +68,7 @@ class CompositeReward(Reward):
                 if len(score.per_turn) != len(per_turn):
                     raise PluginError(f"reward '{name}' gave {len(score.per_turn)} per-turn "
                                       f"values, others gave {len(per_turn)}{_where(reg)}")
-                per_turn = [a + weight * b for a, b in zip(per_turn, score.per_turn)]
+                per_turn = [a + weight * b for a, b in zip(per_turn, score.per_turn, strict=True)]
         return Score(total=total, per_turn=per_turn, components=components,
                      diagnostics=diagnostics)
 

@@ -125,7 +125,10 @@ class LLMEnv(gymnasium.Env[str, str]):
                                                      episode.reward}
         episode.diagnostics = dict(score.diagnostics)
         if score.per_turn is not None:
-            for turn, value in zip(episode.policy_turns, score.per_turn):
+            if len(score.per_turn) != len(episode.policy_turns):
+                raise ValueError(f"reward {self.reward_fn.name!r} gave {len(score.per_turn)} "
+                                 f"per-turn values for {len(episode.policy_turns)} policy turns")
+            for turn, value in zip(episode.policy_turns, score.per_turn, strict=True):
                 turn.rewards["total"] = value
         plugins.notify_episode_end(episode, dict(episode.rewards))
         return episode.reward

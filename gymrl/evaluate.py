@@ -13,6 +13,7 @@ from typing import Any
 
 from gymrl.backends.base import Backend, Request
 from gymrl.episode import Episode
+from gymrl.errors import BackendError
 
 
 def run_episodes(make_env: Callable[[], Any], backend: Backend, *, episodes: int, seed: int = 0,
@@ -47,7 +48,10 @@ def run_episodes(make_env: Callable[[], Any], backend: Backend, *, episodes: int
         requests = [Request(messages=slots[i][2]["messages"], stop=tuple(slots[i][0].stop),
                             env=slots[i][0].unwrapped) for i in active]
         completions = backend.generate(requests)
-        for i, completion in zip(active, completions):
+        if len(completions) != len(requests):
+            raise BackendError(f"backend {getattr(backend, 'name', backend)!r} returned "
+                               f"{len(completions)} completions for {len(requests)} requests")
+        for i, completion in zip(active, completions, strict=True):
             env, index, _ = slots[i]
             _, _, terminated, truncated, info = env.step(completion.text)
             episode: Episode = env.unwrapped.episode

@@ -54,7 +54,8 @@ class Registration:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def where(self) -> str:
-        return f"plugin '{self.plugin.name}' from package {self.plugin.package} {self.plugin.version}"
+        p = self.plugin
+        return f"plugin '{p.name}' from package {p.package} {p.version}"
 
 
 class Registry:

@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import fake_plugin
 
 import gymrl
+from conftest import fake_plugin
 from gymrl import Reward, hookimpl, hookspecs, plugins
 from gymrl.errors import DuplicateNameError, PluginError, UnknownNameError
 from gymrl.make import make_env

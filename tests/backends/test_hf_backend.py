@@ -252,3 +252,21 @@ def test_importing_the_backends_does_not_import_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).parents[2])
     assert out.stdout.strip() == "[]"
+
+
+def test_router_episodes_with_the_hf_policy(model_dir: Path, tmp_path: Path) -> None:
+    """The real path end to end: batched hf generation drives router episodes."""
+    from gymrl.cli import main
+    from gymrl.evaluate import run_episodes
+    from gymrl.make import make_env
+
+    backend = HFBackend(str(model_dir), temperature=0, max_new_tokens=12, batch_size=4)
+    records = run_episodes(lambda: make_env("router"), backend, episodes=4, batch_size=4)
+    assert len(records) == 4
+    for episode, _ in records:
+        assert episode.done and "format" in episode.rewards
+        for turn in episode.policy_turns:
+            assert turn.token_ids and len(turn.logprobs) == len(turn.token_ids)
+    code = main(["eval", "env=router", f"policy=hf:{model_dir}", "policy.max_new_tokens=8",
+                 "episodes=2", f"output_dir={tmp_path}", "progress=false"])
+    assert code == 0 and (tmp_path / "results.json").is_file()

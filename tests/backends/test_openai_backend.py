@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -245,3 +246,56 @@ def test_bad_options_are_config_errors(option: dict) -> None:
 ])
 def test_reappend_stop(text: str, stop: tuple[str, ...], expected: str | None) -> None:
     assert reappend_stop(text, stop) == expected
+
+
+# -- the backend inside the product: eval as a policy, and experts of the router's pool --------
+
+def test_router_eval_with_an_openai_policy(server: TestServer, tmp_path: Path) -> None:
+    import json as _json
+
+    from gymrl.cli import main
+
+    code = main(["eval", "env=router", "policy=openai:test-model", f"policy.base_url={server.url}",
+                 "episodes=3", "batch_size=3", f"output_dir={tmp_path}", "progress=false"])
+    assert code == 0
+    result = _json.loads((tmp_path / "results.json").read_text())
+    for episode in result["episodes"]:
+        assert episode["rewards"]["format"] == 0.0  # the canned reply follows the grammar
+        assert episode["turns"][1]["text"].rstrip().endswith("</answer>")
+    assert result["summary"]["overall"]["answered"] == 1.0
+
+
+def test_router_pool_of_openai_experts(server: TestServer, tmp_path: Path) -> None:
+    from gymrl.make import make_env
+
+    pool = tmp_path / "pool.yaml"
+    pool.write_text(
+        "experts:\n"
+        f"  - {{name: small, backend: 'openai:m-small', price_per_mtok: 0.5,"
+        f" options: {{base_url: '{server.url}'}}}}\n"
+        f"  - {{name: big, backend: 'openai:m-big', price_per_mtok: 5.0, strengths: all,"
+        f" options: {{base_url: '{server.url}'}}}}\n")
+    env = make_env("router", pool=str(pool))
+    obs, info = env.reset(seed=0)
+    assert "- big: $5.00 per million tokens. Strengths: all." in info["messages"][0]["content"]
+    obs, *_ = env.step("<think>t</think><search>big: who wrote hamlet</search>")
+    assert "WHO WROTE HAMLET" in obs
+    (call,) = env.episode.tool_calls
+    assert server.seen[-1]["body"]["model"] == "m-big"
+    assert call.cost_usd == pytest.approx((call.prompt_tokens + call.completion_tokens) * 5e-6)
+
+
+def test_router_pool_expert_unreachable_is_a_call_error(tmp_path: Path) -> None:
+    from gymrl.make import make_env
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pool = tmp_path / "pool.yaml"
+    pool.write_text("experts:\n  - {name: gone, backend: 'openai:m', price_per_mtok: 1.0, "
+                    f"options: {{base_url: 'http://127.0.0.1:{port}/v1', timeout: 2}}}}\n")
+    env = make_env("router", pool=str(pool))
+    env.reset(seed=0)
+    obs, *_ = env.step("<think>t</think><search>gone: hello</search>")
+    assert "could not be reached" in obs
+    assert "127.0.0.1" in env.episode.tool_calls[0].error
