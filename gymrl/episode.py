@@ -77,6 +77,18 @@ class Episode:
     def cost_usd(self) -> float:
         return sum(c.cost_usd for c in self.tool_calls)
 
+    def usage(self) -> dict[str, float]:
+        """Token and money accounting: the policy's tokens, and what its calls consumed."""
+        calls = self.tool_calls
+        return {
+            "policy_tokens": sum(len(t.token_ids) if t.token_ids is not None
+                                 else t.facts.get("completion_tokens", 0)
+                                 for t in self.policy_turns),
+            "call_prompt_tokens": sum(c.prompt_tokens for c in calls),
+            "call_completion_tokens": sum(c.completion_tokens for c in calls),
+            "cost_usd": sum(c.cost_usd for c in calls),
+        }
+
     @property
     def done(self) -> bool:
         return self.terminated or self.truncated

@@ -115,6 +115,7 @@ def episode_record(episode: Episode, metrics: dict[str, Any]) -> dict[str, Any]:
         "rewards": episode.rewards,
         "metrics": metrics,
         "termination": episode.termination,
+        "usage": episode.usage(),
         "diagnostics": episode.diagnostics,
         "turns": [{"role": t.role, "text": t.text,
                    "tool_calls": [{"name": c.name, "arguments": c.arguments, "error": c.error,

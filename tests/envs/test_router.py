@@ -276,3 +276,12 @@ def test_llm_pool_yaml_errors(tmp_path):
         make_env("router", pool=str(bad))
     with pytest.raises(ConfigError, match="does not exist"):
         make_env("router", pool=str(tmp_path / "missing.yaml"))
+
+
+def test_usage_accounts_for_policy_and_call_tokens():
+    records = run_episodes(lambda: make_env("router"), ScriptedBackend("oracle"), episodes=3)
+    for episode, metrics in records:
+        usage = episode.usage()
+        assert usage["policy_tokens"] > 0
+        assert usage["call_prompt_tokens"] == sum(c.prompt_tokens for c in episode.tool_calls)
+        assert usage["cost_usd"] == pytest.approx(metrics["cost_usd"])
