@@ -6,11 +6,13 @@ import re
 import string
 from collections import Counter
 from collections.abc import Iterable
+from functools import lru_cache
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
 
 
+@lru_cache(maxsize=4096)
 def normalize_answer(text: str) -> str:
     """Lower-case, drop punctuation and articles, collapse whitespace."""
     text = text.lower().translate(_PUNCT)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left, insort
 from collections import deque
 from typing import Any
 
-import numpy as np
-
 from gymrl import Episode, Reward, Score
+
+
+def percentile(ascending: list[float], percent: float) -> float:
+    """The ``percent`` percentile of an ascending list, interpolated linearly (numpy's default)."""
+    position = (len(ascending) - 1) * percent / 100
+    below = math.floor(position)
+    above = min(below + 1, len(ascending) - 1)
+    return ascending[below] + (ascending[above] - ascending[below]) * (position - below)
 
 
 class CostReward(Reward):
@@ -19,6 +27,9 @@ class CostReward(Reward):
     ``warmup`` costs have been seen, ``lo = 0`` and ``hi = reference_usd``. A free episode
     always scores 0. The window is state: it is saved and restored with checkpoints.
     Range: [-1, 0].
+
+    A sorted copy of the window is kept in step with it, so each episode costs a bisect rather
+    than a sort.
     """
 
     name = "cost"
@@ -33,21 +44,31 @@ class CostReward(Reward):
         self.window, self.low, self.high = window, low, high
         self.warmup, self.reference_usd = warmup, reference_usd
         self.history: deque[float] = deque(maxlen=window)
+        self._sorted: list[float] = []  # the window, ascending
+
+    def _record(self, cost: float) -> None:
+        if len(self.history) == self.window:
+            del self._sorted[bisect_left(self._sorted, self.history[0])]
+        self.history.append(cost)
+        insort(self._sorted, cost)
 
     def bounds(self) -> tuple[float, float]:
         """The current (lo, hi) normalisation bounds."""
         if len(self.history) < self.warmup:
             return 0.0, self.reference_usd
-        lo, hi = np.percentile(np.fromiter(self.history, float), [self.low, self.high])
+        lo, hi = percentile(self._sorted, self.low), percentile(self._sorted, self.high)
         if hi - lo < 1e-12:
             hi = lo + max(abs(lo), 1e-9)
         return float(lo), float(hi)
 
     def score(self, episode: Episode) -> Score:
         cost = float(sum(c.cost_usd for c in episode.tool_calls))
+        if not math.isfinite(cost) or cost < 0:
+            raise ValueError(f"episode {episode.task.id} reports cost {cost!r}; costs must be "
+                             "finite and >= 0")
         lo, hi = self.bounds()
-        value = 0.0 if cost <= 0 else -float(np.clip((cost - lo) / (hi - lo), 0.0, 1.0))
-        self.history.append(cost)
+        value = 0.0 if cost <= 0 else -min(max((cost - lo) / (hi - lo), 0.0), 1.0)
+        self._record(cost)
         return Score(total=value, diagnostics={"cost_usd": cost, "lo": lo, "hi": hi})
 
     def state_dict(self) -> dict[str, Any]:
@@ -55,3 +76,4 @@ class CostReward(Reward):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = deque((float(c) for c in state.get("history", [])), maxlen=self.window)
+        self._sorted = sorted(self.history)

@@ -133,3 +133,21 @@ def test_env_logs_every_component():
     env.reset(seed=0)
     env.step("<think>t</think><answer>x</answer>")
     assert set(env.episode.rewards) == {"cost", "outcome", "format"}
+
+
+def test_cost_percentiles_match_numpy_over_a_sliding_window():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    reward = CostReward(window=50, warmup=1)
+    for cost in rng.exponential(1e-4, size=300):
+        reward(_episode(cost=float(cost)))
+        if len(reward.history) < 2:
+            continue  # one cost: lo == hi, widened on purpose
+        expected = np.percentile(np.array(reward.history), [5, 95])
+        assert reward.bounds() == pytest.approx(tuple(expected), rel=1e-12)
+
+
+def test_cost_rejects_nonsense_costs():
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        CostReward()(_episode(cost=float("nan")))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,9 @@ from gymrl_envs.router.world import RELATION_KEYWORDS, RELATIONS, World, build_w
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 _MATH_RE = re.compile(r"(-?\d+)\s*[*x×]\s*(-?\d+)\s*\+\s*(-?\d+)")
 DOMAINS = ("geography", "history", "literature", "science", "math", "open")
+
+
+_WORD_RE = re.compile(r"\w+")
 
 
 def count_tokens(text: str) -> int:
@@ -72,25 +76,41 @@ MULTI_HOP_DISCOUNT = 0.8
 _SYSTEM_TOKENS = 24  # the expert's own instructions, billed as prompt tokens
 
 
+@lru_cache(maxsize=4)
+def _name_index(world_seed: int) -> tuple[dict[str, str], int]:
+    """A world's entity names by their lower-cased words, and the most words a name has."""
+    names = {" ".join(_WORD_RE.findall(n.lower())): n for n in build_world(world_seed).type_of}
+    return names, max(len(key.split()) for key in names)
+
+
+@lru_cache(maxsize=256)
+def _keyword_re(word: str) -> re.Pattern[str]:
+    """A relation keyword at the start of a word."""
+    return re.compile(rf"\b{re.escape(word)}")
+
+
+def _mentions(lowered: str, word: str) -> bool:
+    """Whether ``word`` starts a word of ``lowered`` (a substring test first: most do not)."""
+    return word in lowered and _keyword_re(word).search(lowered) is not None
+
+
 class SimulatedPool:
     """Seeded simulated experts that answer from the world's facts with per-domain error rates.
 
-    An expert understands a query through a lexicon: the entity it names (the longest world
-    name in the text) and a relation keyword (``capital``, ``wrote``, ``born``, ...). It answers
-    that fact correctly with its accuracy for the relation's domain, and otherwise with a
-    plausible wrong entity of the right type. A query that restates the task's whole multi-hop
-    question is answered at once, correct with the product of the hops' accuracies times
-    ``MULTI_HOP_DISCOUNT``. Luck is drawn per call from the env's ``np_random``.
+    An expert understands a query through a lexicon: the entity it names (the first world name
+    in the text, the longest where several start at one word) and a relation keyword
+    (``capital``, ``wrote``, ``born``, ...). It answers that fact correctly with its accuracy
+    for the relation's domain, and otherwise with a plausible wrong entity of the right type.
+    A query that restates the task's whole multi-hop question is answered at once, correct with
+    the product of the hops' accuracies times ``MULTI_HOP_DISCOUNT``. Luck is drawn per call
+    from the env's ``np_random``.
     """
 
     def __init__(self, profiles: tuple[ExpertProfile, ...] = DEFAULT_POOL,
                  world_seed: int = 0) -> None:
         self.profiles = {p.name: p for p in profiles}
         self.world: World = build_world(world_seed)
-        names = sorted(self.world.type_of, key=len, reverse=True)
-        self._entity_re = re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")\b",
-                                     re.IGNORECASE)
-        self._canonical = {n.lower(): n for n in names}
+        self._names, self._max_words = _name_index(world_seed)
 
     def ask(self, model: str, query: str, task: Task, rng: np.random.Generator) -> ToolCall:
         profile = self.profiles[model]
@@ -119,7 +139,7 @@ class SimulatedPool:
             return str(a * b + c), "math", profile.accuracy.get("math", 0.0)
         entity = self._entity(query)
         relations = [r for r, words in RELATION_KEYWORDS.items()
-                     if any(re.search(rf"\b{re.escape(w)}", lowered) for w in words)]
+                     if any(_mentions(lowered, w) for w in words)]
         if len(hops) > 1 and entity == hops[0]["subject"] and len(relations) > 1:
             chance = MULTI_HOP_DISCOUNT
             for hop in hops:
@@ -137,8 +157,14 @@ class SimulatedPool:
         return None, "", 0.0
 
     def _entity(self, query: str) -> str | None:
-        match = self._entity_re.search(query)
-        return self._canonical[match.group(1).lower()] if match else None
+        """The first entity the query names, the longest name first where several start."""
+        words = _WORD_RE.findall(query.lower())
+        for i in range(len(words)):
+            for n in range(min(self._max_words, len(words) - i), 0, -1):
+                name = self._names.get(" ".join(words[i:i + n]))
+                if name is not None:
+                    return name
+        return None
 
     def _wrong(self, answer: str, domain: str, rng: np.random.Generator) -> str:
         if answer.lstrip("-").isdigit():

@@ -57,22 +57,37 @@ def _accuracy(env: Any, name: str, domain: str) -> float:
     return env.pool.profiles[name].accuracy.get(domain, 0.0)
 
 
+def _choices(env: Any) -> dict[str, str]:
+    """Each policy's pick per domain, worked out once per pool (the pool does not change)."""
+    pool = env.pool
+    cached = getattr(pool, "_scripted_choices", None)
+    if cached is None:
+        profiles = pool.profiles
+        price = {n: p.price_per_mtok for n, p in profiles.items()}
+        mean_acc = {n: float(np.mean(list(p.accuracy.values()) or [0.0]))
+                    for n, p in profiles.items()}
+        cached = {"strongest": max(profiles, key=lambda n: (mean_acc[n], price[n])),
+                  "cheapest": min(profiles, key=price.__getitem__)}
+        domains = {d for p in profiles.values() for d in p.accuracy} | {"open"}
+        for domain in domains:
+            best = max(_accuracy(env, n, domain) for n in profiles)
+            cached[f"oracle/{domain}"] = min(
+                (n for n in profiles if _accuracy(env, n, domain) == best),
+                key=price.__getitem__)
+        pool._scripted_choices = cached
+    return cached
+
+
 def _oracle(env: Any, domain: str) -> str:
-    profiles = env.pool.profiles
-    best = max(_accuracy(env, n, domain) for n in profiles)
-    return min((n for n in profiles if _accuracy(env, n, domain) == best),
-               key=lambda n: profiles[n].price_per_mtok)
+    return _choices(env)[f"oracle/{domain}"]
 
 
 def _strongest(env: Any, domain: str) -> str:
-    profiles = env.pool.profiles
-    return max(profiles, key=lambda n: (np.mean(list(profiles[n].accuracy.values()) or [0]),
-                                        profiles[n].price_per_mtok))
+    return _choices(env)["strongest"]
 
 
 def _cheapest(env: Any, domain: str) -> str:
-    profiles = env.pool.profiles
-    return min(profiles, key=lambda n: profiles[n].price_per_mtok)
+    return _choices(env)["cheapest"]
 
 
 def _random_expert(env: Any, domain: str) -> str:
