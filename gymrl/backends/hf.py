@@ -216,16 +216,31 @@ class HFBackend(Backend):
         return out
 
     def _generate_batch(self, requests: list[Request]) -> list[Completion]:
+        tok = self.tokenizer
+        prompts = [tok.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
+                   for r in requests]
+        # The chat template already holds any BOS token.
+        ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        return self.generate_ids(ids, [tuple(s for s in r.stop if s) for r in requests])
+
+    def generate_ids(self, prompts: list[list[int]],
+                     stops: list[tuple[str, ...]]) -> list[Completion]:
+        """Continue token-id prompts (one batch, left-padded); cut each at its stop strings.
+
+        The learner calls this with prompts it built itself (chat turns and env observations as
+        exact token ids), so what is trained on is exactly what was sampled.
+        """
         import torch
         from transformers import GenerationConfig, StoppingCriteriaList
 
         tok, model = self.tokenizer, self.model
-        prompts = [tok.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
-                   for r in requests]
-        # The chat template already holds any BOS token.
-        enc = tok(prompts, padding=True, return_tensors="pt", add_special_tokens=False)
-        enc = {k: v.to(model.device) for k, v in enc.items()}
-        prompt_len = enc["input_ids"].shape[1]
+        width = max(len(p) for p in prompts)
+        pad = tok.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts],
+                                 device=model.device)
+        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts],
+                                 device=model.device)
+        prompt_len = width
         sample = self.temperature > 0
         config = GenerationConfig(
             max_new_tokens=self.max_new_tokens,
@@ -234,28 +249,27 @@ class HFBackend(Backend):
             **({"temperature": self.temperature, "top_p": self.top_p, "top_k": 0}
                if sample else {}),
             eos_token_id=model.generation_config.eos_token_id,
-            pad_token_id=tok.pad_token_id,
+            pad_token_id=pad,
             return_dict_in_generate=True,
             output_scores=sample,
             output_logits=not sample,
         )
-        stops = [tuple(s for s in r.stop if s) for r in requests]
         criteria = StoppingCriteriaList([_row_stop_criteria(tok, stops, prompt_len)])
         batch_seed = self._rng.getrandbits(63)
         devices = [model.device.index or 0] if model.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.inference_mode():
             torch.manual_seed(batch_seed)
-            result = model.generate(**enc, generation_config=config, stopping_criteria=criteria)
+            result = model.generate(input_ids=input_ids, attention_mask=attention,
+                                    generation_config=config, stopping_criteria=criteria)
             steps = result.scores if sample else result.logits
             generated = result.sequences[:, prompt_len:]
             # (batch, steps): log-prob of each chosen token.
             logp = torch.stack([
                 torch.log_softmax(s.float(), dim=-1).gather(-1, generated[:, t:t + 1]).squeeze(-1)
                 for t, s in enumerate(steps)], dim=1)
-        prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
         return [self._completion(generated[i].tolist(), logp[i].tolist(), stops[i],
-                                 int(prompt_tokens[i]))
-                for i in range(len(requests))]
+                                 len(prompts[i]))
+                for i in range(len(prompts))]
 
     def _completion(
         self, ids: list[int], logprobs: list[float], stop: tuple[str, ...], prompt_tokens: int
