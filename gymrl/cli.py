@@ -10,6 +10,11 @@ from typing import Any
 
 from gymrl.errors import GymrlError
 
+EPILOG_TRAIN = """examples:
+  gymrl train env=router reward=cost+outcome
+  gymrl train env=router learner.steps=40 sft.steps=60 output_dir=runs/r1
+  gymrl train resume=runs/r1            # after an interruption: continue from the checkpoint
+"""
 EPILOG_EVAL = """examples:
   gymrl eval env=router policy=scripted:oracle episodes=200 seed=0
   gymrl eval env=router reward=cost+outcome reward.weights.cost=0.3 policy=hf:/path/to/model
@@ -42,8 +47,14 @@ def main(argv: list[str] | None = None) -> int:
                              "range proven with scripted policies")
     p_check.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                          help="env=NAME, env.OPTION=..., reward=SPEC, episodes=N")
-    p_train = sub.add_parser("train", help="train a policy with GRPO (the learner)")
+    from gymrl.learner.config import TrainConfig
+
+    p_train = sub.add_parser("train", help="train a policy with GRPO (SFT warm start optional)",
+                             formatter_class=argparse.RawDescriptionHelpFormatter,
+                             epilog=_config_help(TrainConfig) + "\n\n" + EPILOG_TRAIN)
     p_train.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p_plot = sub.add_parser("plot", help="draw a run's learning curves to RUN_DIR/curves.png")
+    p_plot.add_argument("run_dir")
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
@@ -53,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             return cmd_check(args.overrides)
         if args.command == "train":
-            print("gymrl train: the GRPO learner is not built yet (see the learner issue); "
-                  "`gymrl eval` runs policies today.", file=sys.stderr)
-            return 2
+            return cmd_train(args.overrides)
+        if args.command == "plot":
+            return cmd_plot(args.run_dir)
         parser.print_help()
         return 0
     except GymrlError as exc:
@@ -64,6 +75,35 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gymrl: interrupted", file=sys.stderr)
         return 130
+
+
+def cmd_train(overrides: list[str]) -> int:
+    from gymrl.config import load_config, to_container
+    from gymrl.learner.config import TrainConfig
+    from gymrl.learner.train import train
+
+    cfg = to_container(load_config(TrainConfig, overrides))
+    cfg["_explicit_overrides"] = [o for o in overrides
+                                  if not o.startswith(("resume=", "progress="))]
+    summary = train(cfg)
+    start, end = summary.get("start") or {}, summary.get("end") or {}
+    for label, row in (("start", start), ("end", end)):
+        shown = {k: round(v, 4) for k, v in row.items()
+                 if k in ("eval/reward", "eval/accuracy", "eval/cost_usd", "eval/format_ok")}
+        print(f"{label}: {shown}")
+    print(f"run: {summary['run_dir']}")
+    return 0
+
+
+def cmd_plot(run_dir: str) -> int:
+    from gymrl.errors import ConfigError
+    from gymrl.plot import plot_run
+
+    if not (Path(run_dir) / "metrics.jsonl").is_file():
+        raise ConfigError(f"{run_dir!r} has no metrics.jsonl (not a gymrl run folder)")
+    out = plot_run(run_dir)
+    print(out if out else "matplotlib is not installed: pip install matplotlib")
+    return 0 if out else 1
 
 
 def cmd_list(*, as_json: bool = False) -> int:

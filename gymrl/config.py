@@ -142,6 +142,15 @@ def to_container(cfg: Any) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
+def _subconfigs() -> dict[str, type]:
+    from gymrl.learner import config as learner_config
+
+    found = {"EnvConfig": EnvConfig, "RewardConfig": RewardConfig, "PolicyConfig": PolicyConfig}
+    found.update({name: obj for name, obj in vars(learner_config).items()
+                  if name.endswith("Config") and dataclasses.is_dataclass(obj)})
+    return found
+
+
 def describe(schema: type, prefix: str = "") -> list[tuple[str, str, str]]:
     """(key, default, help) for every field, for ``--help``."""
     rows = []
@@ -149,8 +158,7 @@ def describe(schema: type, prefix: str = "") -> list[tuple[str, str, str]]:
         key = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(f.type) or (isinstance(f.type, str) and f.type.endswith(
                 "Config")):
-            sub = {"EnvConfig": EnvConfig, "RewardConfig": RewardConfig,
-                   "PolicyConfig": PolicyConfig}.get(str(f.type))
+            sub = _subconfigs().get(str(f.type))
             if sub is not None:
                 rows.extend(describe(sub, key + "."))
                 continue

@@ -1,0 +1,1 @@
+"""The GRPO learner: rollouts through any env, group-relative advantages, clipped updates."""

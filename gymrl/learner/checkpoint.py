@@ -1,0 +1,88 @@
+"""Checkpoints written atomically: a folder appears whole or not at all, ``latest`` names it."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gymrl.results import atomic_write_text
+
+
+def trainable_state(model: Any) -> dict[str, Any]:
+    """The parameters that train (a LoRA adapter, or every weight), detached copies."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def rng_state(extra: random.Random | None = None) -> dict[str, Any]:
+    import torch
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(), "extra": extra.getstate() if extra else None}
+
+
+def set_rng_state(state: dict[str, Any], extra: random.Random | None = None) -> None:
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if extra is not None and state.get("extra") is not None:
+        extra.setstate(state["extra"])
+
+
+def save(run_dir: Path, step: int, *, model: Any, optimizer: Any, reward: Any,
+         rng: dict[str, Any], extra: dict[str, Any], keep: int = 2) -> Path:
+    """Write checkpoint ``step`` and point ``latest`` at it; keep the last ``keep``."""
+    import torch
+
+    root = run_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".step-{step}.", dir=root))
+    torch.save(trainable_state(model), tmp / "weights.pt")
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(rng, tmp / "rng.pt")
+    (tmp / "reward_state.json").write_text(json.dumps(reward.state_dict()))
+    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **extra}))
+    final = root / f"step-{step}"
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    atomic_write_text(root / "latest", final.name + "\n")
+    steps = sorted((int(p.name.split("-")[1]) for p in root.glob("step-*")), reverse=True)
+    for old in steps[keep:]:
+        shutil.rmtree(root / f"step-{old}", ignore_errors=True)
+    return final
+
+
+def latest(run_dir: Path) -> Path | None:
+    pointer = run_dir / "checkpoints" / "latest"
+    if not pointer.is_file():
+        return None
+    path = run_dir / "checkpoints" / pointer.read_text().strip()
+    return path if path.is_dir() else None
+
+
+def load(path: Path, *, model: Any, optimizer: Any, reward: Any) -> dict[str, Any]:
+    """Restore a checkpoint into ``model``/``optimizer``/``reward``; return its trainer state."""
+    import torch
+
+    weights = torch.load(path / "weights.pt", weights_only=True)
+    params = dict(model.named_parameters())
+    missing = sorted(set(weights) - set(params))
+    if missing:
+        raise ValueError(f"checkpoint {path} has weights the model lacks: {missing[:3]}")
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value)
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    reward.load_state_dict(json.loads((path / "reward_state.json").read_text()))
+    state = json.loads((path / "trainer_state.json").read_text())
+    state["rng"] = torch.load(path / "rng.pt", weights_only=False)
+    return state

@@ -1,0 +1,71 @@
+"""The ``gymrl train`` config: model, env, reward, learner, rollout, SFT, evaluation, logging."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gymrl.config import EnvConfig, RewardConfig, _help
+
+
+@dataclass
+class LearnerConfig:
+    steps: int = _help("GRPO steps (one batch of rollouts and its updates each)", 20)
+    groups: int = _help("tasks per step", 4)
+    group_size: int = _help("rollouts per task (G)", 8)
+    lr: float = _help("AdamW learning rate", 2e-4)
+    weight_decay: float = _help("AdamW weight decay", 0.0)
+    scale_rewards: str = _help("advantage scaling: group | batch | none", "group")
+    loss_type: str = _help("loss aggregation: grpo | dr_grpo | dapo", "grpo")
+    epsilon: float = _help("lower clip range of the ratio", 0.2)
+    epsilon_high: float | None = _help("upper clip range (default: epsilon)", None)
+    beta: float = _help("weight of the k3 KL to the frozen starting policy (0: no reference)",
+                        0.0)
+    mu: int = _help("optimisation passes over each batch", 1)
+    micro_batch: int = _help("sequences per forward/backward (gradient accumulation)", 8)
+    max_grad_norm: float = _help("gradient clipping norm (0: off)", 1.0)
+    lora: bool = _help("train a LoRA adapter (peft) instead of every weight", True)
+    lora_r: int = _help("LoRA rank", 16)
+    lora_alpha: int = _help("LoRA alpha", 32)
+    lora_dropout: float = _help("LoRA dropout", 0.0)
+
+
+@dataclass
+class RolloutConfig:
+    temperature: float = _help("sampling temperature", 1.0)
+    top_p: float = _help("nucleus sampling", 1.0)
+    max_new_tokens: int = _help("tokens per policy turn", 64)
+    batch_size: int = _help("sequences per generate call", 32)
+
+
+@dataclass
+class SFTConfig:
+    steps: int = _help("SFT warm-start steps on scripted demonstrations (0: skip)", 0)
+    policy: str = _help("the env's scripted policy that writes the demonstrations", "random")
+    demos: int = _help("demonstration episodes", 128)
+    batch_size: int = _help("sequences per SFT step", 8)
+    lr: float = _help("SFT learning rate", 1e-4)
+
+
+@dataclass
+class EvalEveryConfig:
+    every: int = _help("evaluate on held-out tasks every N steps (0: only at start and end)", 5)
+    episodes: int = _help("held-out episodes per evaluation (greedy decoding)", 64)
+    split: str = _help("the held-out split", "test")
+
+
+@dataclass
+class TrainConfig:
+    model: str = _help("smollm2 (embedded), a local model path, or a Hugging Face id",
+                       "smollm2")
+    env: EnvConfig = _help("the environment", factory=EnvConfig)
+    reward: RewardConfig = _help("the reward (default: the env's own)", factory=RewardConfig)
+    learner: LearnerConfig = _help("GRPO", factory=LearnerConfig)
+    rollout: RolloutConfig = _help("sampling", factory=RolloutConfig)
+    sft: SFTConfig = _help("supervised warm start", factory=SFTConfig)
+    eval: EvalEveryConfig = _help("held-out evaluation", factory=EvalEveryConfig)
+    seed: int = _help("seed of everything (tasks, sampling, init)", 0)
+    output_dir: str | None = _help("run folder; default: a new folder in runs/", None)
+    resume: str | None = _help("a run folder to continue from its last checkpoint", None)
+    checkpoint_every: int = _help("write a checkpoint every N steps", 5)
+    keep_checkpoints: int = _help("checkpoints kept on disk", 2)
+    progress: bool = _help("show a progress bar", True)

@@ -1,0 +1,126 @@
+"""GRPO, top to bottom: group-relative advantages, the clipped surrogate, loss aggregation.
+
+Notation: B sequences, T token positions, ``mask`` 1 on policy tokens. All functions work on
+plain tensors so the tests can check them against hand-computed values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SCALES = ("group", "batch", "none")
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
+
+
+def group_advantages(rewards: Any, groups: Any, scale: str = "group",
+                     eps: float = 1e-4) -> tuple[Any, int]:
+    """Each reward minus its group's mean, optionally divided by a standard deviation.
+
+    Args:
+        rewards: (B,) episode rewards.
+        groups: (B,) integer group ids (rollouts of the same task share one).
+        scale: ``group`` divides by the group's std, ``batch`` by the batch's std, ``none``
+            leaves the centred rewards (Dr. GRPO).
+        eps: added to the std, so equal rewards give 0, never NaN.
+
+    Returns:
+        (advantages (B,), number of groups whose rewards were all equal: they carry no signal).
+    """
+    import torch
+
+    if scale not in SCALES:
+        raise ValueError(f"scale_rewards {scale!r}; allowed: {', '.join(SCALES)}")
+    rewards = rewards.double()
+    adv = torch.zeros_like(rewards)
+    stds = torch.zeros_like(rewards)
+    flat = 0
+    for g in torch.unique(groups):
+        idx = groups == g
+        r = rewards[idx]
+        adv[idx] = r - r.mean()
+        std = r.std(unbiased=True) if r.numel() > 1 else torch.zeros((), dtype=r.dtype)
+        stds[idx] = std
+        flat += int(torch.all(r == r[0]))
+    if scale == "group":
+        adv = adv / (stds + eps)
+    elif scale == "batch":
+        adv = adv / ((rewards.std(unbiased=True) if rewards.numel() > 1 else 0.0) + eps)
+    return adv.float(), flat
+
+
+def per_token_loss(logp: Any, old_logp: Any, advantages: Any, *, epsilon: float = 0.2,
+                   epsilon_high: float | None = None, ref_logp: Any = None,
+                   beta: float = 0.0) -> tuple[Any, dict[str, Any]]:
+    """The clipped surrogate (and optional k3 KL to a reference) at every token.
+
+    ``loss = -min(ratio * A, clip(ratio, 1 - eps, 1 + eps_high) * A) + beta * KL`` with
+    ``ratio = exp(logp - old_logp)`` and ``KL = exp(ref - logp) - (ref - logp) - 1``.
+
+    Returns:
+        (loss (B, T), {"ratio", "clipped", "kl"} tensors of shape (B, T) for metrics).
+    """
+    import torch
+
+    high = epsilon if epsilon_high is None else epsilon_high
+    ratio = torch.exp(logp - old_logp)
+    adv = advantages.unsqueeze(-1)
+    unclipped = ratio * adv
+    clipped = torch.clamp(ratio, 1 - epsilon, 1 + high) * adv
+    loss = -torch.minimum(unclipped, clipped)
+    stats: dict[str, Any] = {"ratio": ratio.detach(),
+                             "clipped": (clipped < unclipped).detach().float()}
+    if beta and ref_logp is not None:
+        delta = ref_logp - logp
+        kl = torch.exp(delta) - delta - 1
+        loss = loss + beta * kl
+        stats["kl"] = kl.detach()
+    return loss, stats
+
+
+def aggregate(loss: Any, mask: Any, loss_type: str, *, n_sequences: int, n_tokens: int,
+              max_tokens: int) -> Any:
+    """Sum this micro-batch's share of the batch loss, so micro-batches add up exactly.
+
+    - ``grpo``: each sequence's mean over its tokens, averaged over the ``n_sequences`` of the
+      batch (long and short answers weigh the same).
+    - ``dapo``: the mean over all ``n_tokens`` policy tokens of the batch (token-level).
+    - ``dr_grpo``: the sum over tokens divided by ``n_sequences * max_tokens``, a constant, so
+      length does not bias the gradient.
+    """
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"loss_type {loss_type!r}; allowed: {', '.join(LOSS_TYPES)}")
+    masked = loss * mask
+    if loss_type == "grpo":
+        per_seq = masked.sum(-1) / mask.sum(-1).clamp(min=1)
+        return per_seq.sum() / n_sequences
+    if loss_type == "dapo":
+        return masked.sum() / max(n_tokens, 1)
+    return masked.sum() / (n_sequences * max_tokens)
+
+
+def token_logprobs(model: Any, ids: Any, attention: Any, mask: Any,
+                   temperature: float = 1.0) -> tuple[Any, Any]:
+    """Log-prob and entropy of each policy token given the tokens before it.
+
+    Only positions where ``mask`` is 1 are scored (the vocabulary-wide softmax is the memory
+    peak, so env tokens skip it); other positions are 0. Logits are divided by the sampling
+    temperature, so ratios compare like with like.
+
+    Returns:
+        (log-probs (B, T), entropies (B, T)); position 0 is never a policy token.
+    """
+    import torch
+
+    logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1]
+    where = mask[:, 1:].bool()
+    picked = logits[where].float()
+    if temperature and temperature != 1.0:
+        picked = picked / temperature
+    logp_all = torch.log_softmax(picked, dim=-1)
+    chosen = logp_all.gather(-1, ids[:, 1:][where].unsqueeze(-1)).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    logp = torch.zeros(ids.shape, dtype=chosen.dtype, device=ids.device)
+    ent = torch.zeros(ids.shape, dtype=chosen.dtype, device=ids.device)
+    logp[:, 1:][where] = chosen
+    ent[:, 1:][where] = entropy.detach()
+    return logp, ent

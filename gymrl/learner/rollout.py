@@ -1,0 +1,79 @@
+"""Multi-turn rollouts for GRPO: G episodes per task, batched across groups, exact token ids."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gymrl.episode import Episode
+from gymrl.learner.sequences import Sequence, encode, env_suffix, prompt_ids
+
+
+@dataclass
+class Rollout:
+    """One episode of a group: its record, its token sequence and the sampled log-probs."""
+
+    group: int
+    env: Any
+    episode: Episode | None = None
+    seq: Sequence = field(default_factory=Sequence)
+    logprobs: list[float] = field(default_factory=list)
+    done: bool = False
+
+    @property
+    def reward(self) -> float:
+        return self.episode.reward if self.episode is not None else 0.0
+
+
+def reset_group(envs: list[Any], task_seed: int, group: int) -> list[Rollout]:
+    """Reset ``envs`` on one task: the first env picks it, the rest get it by ``task_id``.
+
+    Each rollout gets its own seed, so env randomness (an expert's luck) differs within the
+    group: one lucky draw must not make every rollout of the group look alike.
+    """
+    rollouts = []
+    task_id = None
+    for j, env in enumerate(envs):
+        seed = task_seed * 1009 + j
+        options = None if task_id is None else {"task_id": task_id}
+        _, info = env.reset(seed=task_seed if task_id is None else seed, options=options)
+        task_id = env.unwrapped.episode.task.id
+        rollout = Rollout(group=group, env=env)
+        rollout.messages = info["messages"]  # type: ignore[attr-defined]
+        rollouts.append(rollout)
+    return rollouts
+
+
+def run_rollouts(backend: Any, rollouts: list[Rollout], *,
+                 on_done: Callable[[Rollout], None] | None = None) -> list[Rollout]:
+    """Play every rollout to its end; one batched ``generate_ids`` call per turn and chunk."""
+    tok = backend.tokenizer
+    eos_ids = backend._eos_ids
+    for r in rollouts:
+        r.seq.extend(prompt_ids(tok, r.messages), trainable=False)  # type: ignore[attr-defined]
+    active = [r for r in rollouts if not r.done]
+    while active:
+        completions = []
+        for start in range(0, len(active), backend.batch_size):
+            chunk = active[start:start + backend.batch_size]
+            completions.extend(backend.generate_ids(
+                [r.seq.ids for r in chunk], [tuple(r.env.unwrapped.stop) for r in chunk]))
+        for r, c in zip(active, completions, strict=True):
+            ids = c.token_ids or []
+            r.seq.extend(ids, trainable=True)
+            r.logprobs.extend(c.logprobs or [])
+            _, _, terminated, truncated, info = r.env.step(c.text)
+            episode = r.env.unwrapped.episode
+            turn = episode.policy_turns[-1]
+            turn.token_ids, turn.logprobs = list(ids), list(c.logprobs or [])
+            if terminated or truncated:
+                r.done, r.episode = True, episode
+                if on_done is not None:
+                    on_done(r)
+            else:
+                ended = bool(ids) and ids[-1] in eos_ids
+                r.seq.extend(encode(tok, env_suffix(tok, info["messages"], ended_with_eos=ended)),
+                             trainable=False)
+        active = [r for r in active if not r.done]
+    return rollouts

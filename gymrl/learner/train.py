@@ -1,0 +1,408 @@
+"""``gymrl train``: SFT warm start (optional), then multi-turn GRPO, read top to bottom.
+
+Each step: G rollouts for each of ``groups`` training tasks, scored by the env's reward;
+group-relative advantages; ``mu`` passes of the clipped surrogate over the policy tokens (env
+tokens are masked), in micro-batches; metrics to ``metrics.jsonl``; held-out evaluation and
+atomic checkpoints every few steps; a PNG of the curves at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gymrl.errors import ConfigError
+from gymrl.learner import checkpoint
+from gymrl.learner.grpo import (
+    LOSS_TYPES,
+    SCALES,
+    aggregate,
+    group_advantages,
+    per_token_loss,
+    token_logprobs,
+)
+from gymrl.learner.rollout import Rollout, reset_group, run_rollouts
+from gymrl.learner.sequences import Sequence, demonstration
+from gymrl.results import atomic_write_json, new_run_dir, versions
+
+
+def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+    """The run folder and config: a new one, or the one being resumed (which must match)."""
+    from omegaconf import OmegaConf
+
+    learner = cfg["learner"]
+    if learner["scale_rewards"] not in SCALES:
+        raise ConfigError(f"learner.scale_rewards {learner['scale_rewards']!r}; allowed: "
+                          f"{', '.join(SCALES)}")
+    if learner["loss_type"] not in LOSS_TYPES:
+        raise ConfigError(f"learner.loss_type {learner['loss_type']!r}; allowed: "
+                          f"{', '.join(LOSS_TYPES)}")
+    for key in ("steps", "groups", "group_size", "mu", "micro_batch"):
+        if learner[key] < 1:
+            raise ConfigError(f"learner.{key} must be >= 1, got {learner[key]}")
+    if cfg.get("resume"):
+        run_dir = Path(cfg["resume"])
+        saved_path = run_dir / "config.yaml"
+        if not saved_path.is_file():
+            raise ConfigError(f"resume={run_dir}: no config.yaml there (not a gymrl run folder)")
+        saved = OmegaConf.to_container(OmegaConf.load(saved_path))
+        mine = {k: v for k, v in cfg.items() if k not in ("resume", "output_dir", "progress")}
+        theirs = {k: v for k, v in saved.items() if k not in ("resume", "output_dir", "progress")}
+        if mine != theirs and cfg.get("_explicit_overrides"):
+            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            raise ConfigError(f"resume={run_dir}: the config differs from the run's in {diff}; "
+                              "resume with no other overrides")
+        saved["resume"], saved["output_dir"] = str(run_dir), str(run_dir)
+        saved["progress"] = cfg.get("progress", True)
+        return saved, run_dir
+    run_dir = Path(cfg["output_dir"]) if cfg.get("output_dir") else new_run_dir(
+        "train", cfg["env"]["name"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    clean = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    from gymrl.results import atomic_write_text
+
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(clean)))
+    return clean, run_dir
+
+
+class Trainer:
+    """Holds the model, optimizer, reward and envs of one run."""
+
+    def __init__(self, cfg: dict[str, Any], run_dir: Path) -> None:
+        import torch
+
+        from gymrl.backends.hf import HFBackend
+        from gymrl.compose import compose
+        from gymrl.learner.model import resolve_model
+        from gymrl.make import make_env
+        from gymrl.plugins import get
+
+        self.cfg, self.run_dir = cfg, run_dir
+        seed = cfg["seed"]
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        reward_cfg = cfg["reward"]
+        env_reg = get("env", cfg["env"]["name"])
+        spec = reward_cfg["spec"] or env_reg.meta.get("rewards", "format+outcome")
+        self.reward = compose(spec, weights=reward_cfg["weights"], options=reward_cfg["options"])
+        # Held-out evaluation keeps its own reward, so its cost percentiles do not leak into
+        # the training reward's state.
+        self.eval_reward = compose(spec, weights=reward_cfg["weights"],
+                                   options=reward_cfg["options"])
+        options = dict(cfg["env"]["options"])
+
+        def env_on(split: str, reward: Any) -> Any:
+            return make_env(cfg["env"]["name"], reward=reward, **{"split": split, **options})
+
+        self.env_on = env_on
+        learner, rollout = cfg["learner"], cfg["rollout"]
+        n = learner["groups"] * learner["group_size"]
+        self.train_envs = [env_on("train", self.reward) for _ in range(n)]
+        self.backend = HFBackend(resolve_model(cfg["model"]), temperature=rollout["temperature"],
+                                 top_p=rollout["top_p"], max_new_tokens=rollout["max_new_tokens"],
+                                 batch_size=rollout["batch_size"], seed=seed)
+        model = self.backend.model
+        if learner["lora"]:
+            from peft import LoraConfig, get_peft_model
+
+            model = get_peft_model(model, LoraConfig(
+                r=learner["lora_r"], lora_alpha=learner["lora_alpha"],
+                lora_dropout=learner["lora_dropout"], task_type="CAUSAL_LM",
+                target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                "up_proj", "down_proj"]))
+            self.backend.model = model
+        self.model = model
+        self.ref_model = None
+        if learner["beta"] and not learner["lora"]:
+            import copy
+
+            self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=learner["lr"],
+                                           weight_decay=learner["weight_decay"])
+        self.step = 0
+        self.sft_done = False
+        self.metrics_path = run_dir / "metrics.jsonl"
+
+    # -- logging ---------------------------------------------------------------------------
+    def log(self, metrics: dict[str, Any]) -> None:
+        from gymrl import plugins
+
+        with self.metrics_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(metrics) + "\n")
+        plugins.notify_metrics(metrics, step=metrics.get("step", self.step))
+
+    def trim_metrics(self, after_step: int) -> None:
+        """On resume, drop metric lines written after the checkpoint (they will be redone)."""
+        if not self.metrics_path.is_file():
+            return
+        keep = [line for line in self.metrics_path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= after_step]
+        from gymrl.results import atomic_write_text
+
+        atomic_write_text(self.metrics_path, "".join(k + "\n" for k in keep))
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def save(self) -> None:
+        checkpoint.save(self.run_dir, self.step, model=self.model, optimizer=self.optimizer,
+                        reward=self.reward, rng=checkpoint.rng_state(self.backend._rng),
+                        extra={"sft_done": self.sft_done},
+                        keep=self.cfg["keep_checkpoints"])
+
+    def restore(self) -> bool:
+        path = checkpoint.latest(self.run_dir)
+        if path is None:
+            return False
+        state = checkpoint.load(path, model=self.model, optimizer=self.optimizer,
+                                reward=self.reward)
+        checkpoint.set_rng_state(state["rng"], self.backend._rng)
+        self.step, self.sft_done = state["step"], state.get("sft_done", True)
+        self.trim_metrics(self.step)
+        return True
+
+    # -- SFT warm start --------------------------------------------------------------------
+    def sft(self) -> dict[str, float]:
+        """Teach the tag grammar from the env's scripted demonstrations (cross-entropy)."""
+        import torch
+
+        from gymrl.backends.scripted import ScriptedBackend
+        from gymrl.evaluate import run_episodes
+
+        sft = self.cfg["sft"]
+        demo_env = self.env_on("train", self.eval_reward)
+        ScriptedBackend(sft["policy"]).check_env(demo_env.unwrapped)
+        records = run_episodes(lambda: self.env_on("train", self.eval_reward),
+                               ScriptedBackend(sft["policy"]), episodes=sft["demos"],
+                               seed=10_000 + self.cfg["seed"], batch_size=16)
+        tok = self.backend.tokenizer
+        seqs = []
+        for episode, _ in records:
+            env = demo_env.unwrapped
+            messages = ([{"role": "system", "content": env.system_prompt()}]
+                        if env.system_prompt() else [])
+            for turn in episode.turns:
+                role = "assistant" if turn.role == "policy" else "user"
+                messages.append({"role": role, "content": turn.text})
+            seqs.append(demonstration(tok, messages))
+        for group in self.optimizer.param_groups:
+            group["lr"] = sft["lr"]
+        rng = random.Random(self.cfg["seed"])
+        losses = []
+        self.model.train()
+        for _ in range(sft["steps"]):
+            batch = rng.sample(seqs, min(sft["batch_size"], len(seqs)))
+            ids, attention, mask = self.pad(batch)
+            logits = self.model(input_ids=ids, attention_mask=attention).logits[:, :-1]
+            where = mask[:, 1:].bool()
+            loss = torch.nn.functional.cross_entropy(logits[where].float(), ids[:, 1:][where])
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            losses.append(loss.item())
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg["learner"]["lr"]
+        self.optimizer.state.clear()  # GRPO starts with fresh moments
+        self.sft_done = True
+        return {"sft/loss_first": losses[0], "sft/loss_last": losses[-1],
+                "sft/demos": len(seqs), "sft/steps": len(losses)}
+
+    def pad(self, seqs: list[Sequence]) -> tuple[Any, Any, Any]:
+        import torch
+
+        width = max(len(s.ids) for s in seqs)
+        pad = self.backend.tokenizer.pad_token_id
+        ids = torch.tensor([s.ids + [pad] * (width - len(s.ids)) for s in seqs])
+        attention = torch.tensor([[1] * len(s.ids) + [0] * (width - len(s.ids)) for s in seqs])
+        mask = torch.tensor([s.mask + [0] * (width - len(s.mask)) for s in seqs])
+        return ids, attention, mask
+
+    # -- evaluation ------------------------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        """Greedy rollouts on held-out tasks: reward, each component, and the env's metrics."""
+        ev = self.cfg["eval"]
+        temperature = self.backend.temperature
+        self.backend.temperature = 0.0
+        self.model.eval()
+        envs = [self.env_on(ev["split"], self.eval_reward) for _ in range(ev["episodes"])]
+        rollouts = []
+        for i, env in enumerate(envs):
+            _, info = env.reset(seed=i)
+            r = Rollout(group=i, env=env)
+            r.messages = info["messages"]  # type: ignore[attr-defined]
+            rollouts.append(r)
+        try:
+            run_rollouts(self.backend, rollouts)
+        finally:
+            self.backend.temperature = temperature
+        from gymrl.evaluate import summarise
+
+        records = [(r.episode, r.env.unwrapped.metrics(r.episode)
+                    if hasattr(r.env.unwrapped, "metrics") else {}) for r in rollouts]
+        overall = summarise(records, group_by=())["overall"]
+        return {f"eval/{k}": v for k, v in overall.items()}
+
+    # -- one GRPO step ---------------------------------------------------------------------
+    def grpo_step(self) -> dict[str, Any]:
+        import torch
+
+        learner = self.cfg["learner"]
+        groups, size = learner["groups"], learner["group_size"]
+        start = time.perf_counter()
+        self.model.eval()
+        rollouts: list[Rollout] = []
+        for g in range(groups):
+            task_seed = self.cfg["seed"] * 1_000_003 + self.step * groups + g
+            rollouts.extend(reset_group(self.train_envs[g * size:(g + 1) * size], task_seed, g))
+        run_rollouts(self.backend, rollouts)
+        rollout_s = time.perf_counter() - start
+        rewards = torch.tensor([r.reward for r in rollouts])
+        group_ids = torch.tensor([r.group for r in rollouts])
+        advantages, flat = group_advantages(rewards, group_ids, learner["scale_rewards"])
+        seqs = [r.seq for r in rollouts]
+        n_tokens = sum(s.policy_tokens for s in seqs)
+        max_tokens = max(s.policy_tokens for s in seqs)
+        # Old log-probs: with one pass the current policy is the old one (ratio 1, detached).
+        micro = learner["micro_batch"]
+        chunks = [list(range(i, min(i + micro, len(seqs)))) for i in range(0, len(seqs), micro)]
+        old: dict[int, Any] = {}
+        ref: dict[int, Any] = {}
+        temperature = self.cfg["rollout"]["temperature"] or 1.0
+        with torch.no_grad():
+            for c in chunks:
+                ids, attention, mask = self.pad([seqs[i] for i in c])
+                if learner["mu"] > 1:
+                    old[c[0]] = token_logprobs(self.model, ids, attention, mask, temperature)[0]
+                if learner["beta"]:
+                    ref[c[0]] = self.reference_logprobs(ids, attention, mask, temperature)
+        stats: dict[str, list[float]] = {"loss": [], "ratio": [], "clipped": [], "kl": [],
+                                         "entropy": []}
+        train_start = time.perf_counter()
+        self.model.train()
+        for _ in range(learner["mu"]):
+            self.optimizer.zero_grad()
+            total = 0.0
+            for c in chunks:
+                ids, attention, mask = self.pad([seqs[i] for i in c])
+                logp, entropy = token_logprobs(self.model, ids, attention, mask, temperature)
+                old_logp = old.get(c[0], logp.detach())
+                loss_tok, st = per_token_loss(
+                    logp, old_logp, advantages[c], epsilon=learner["epsilon"],
+                    epsilon_high=learner["epsilon_high"], ref_logp=ref.get(c[0]),
+                    beta=learner["beta"])
+                fmask = mask.float()
+                loss = aggregate(loss_tok, fmask, learner["loss_type"], n_sequences=len(seqs),
+                                 n_tokens=n_tokens, max_tokens=max_tokens)
+                loss.backward()
+                total += loss.item()
+                denom = float(fmask.sum().clamp(min=1))
+                stats["ratio"].append(float((st["ratio"] * fmask).sum()) / denom)
+                stats["clipped"].append(float((st["clipped"] * fmask).sum()) / denom)
+                stats["entropy"].append(float((entropy * fmask).sum()) / denom)
+                if "kl" in st:
+                    stats["kl"].append(float((st["kl"] * fmask).sum()) / denom)
+            if learner["max_grad_norm"]:
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(
+                    [p for p in self.model.parameters() if p.requires_grad],
+                    learner["max_grad_norm"]))
+            else:
+                grad_norm = math.nan
+            self.optimizer.step()
+            stats["loss"].append(total)
+        train_s = time.perf_counter() - train_start
+        self.step += 1
+        metrics: dict[str, Any] = {
+            "step": self.step,
+            "reward": float(rewards.mean()),
+            "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
+            "loss/policy": float(np.mean(stats["loss"])),
+            "ratio": float(np.mean(stats["ratio"])),
+            "clip_fraction": float(np.mean(stats["clipped"])),
+            "entropy": float(np.mean(stats["entropy"])),
+            "grad_norm": grad_norm,
+            "groups/flat": flat,
+            "groups/flat_fraction": flat / groups,
+            "tokens/policy": n_tokens,
+            "tokens/s": n_tokens / max(rollout_s + train_s, 1e-9),
+            "time/rollout_s": rollout_s,
+            "time/train_s": train_s,
+        }
+        if stats["kl"]:
+            metrics["kl"] = float(np.mean(stats["kl"]))
+        components: dict[str, list[float]] = {}
+        env_metrics: dict[str, list[float]] = {}
+        for r in rollouts:
+            for name, value in r.episode.rewards.items():
+                components.setdefault(name, []).append(value)
+            env = r.env.unwrapped
+            for name, value in (env.metrics(r.episode) if hasattr(env, "metrics") else
+                                {}).items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    env_metrics.setdefault(name, []).append(float(value))
+        metrics.update({f"reward/{k}": float(np.mean(v)) for k, v in components.items()})
+        metrics.update({f"env/{k}": float(np.mean(v)) for k, v in env_metrics.items()})
+        return metrics
+
+    def reference_logprobs(self, ids: Any, attention: Any, mask: Any, temperature: float) -> Any:
+        if self.ref_model is not None:
+            return token_logprobs(self.ref_model, ids, attention, mask, temperature)[0]
+        with self.model.disable_adapter():  # LoRA: the base model is the reference
+            return token_logprobs(self.model, ids, attention, mask, temperature)[0]
+
+
+def train(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Run (or resume) training from a resolved config dict; return the run's summary."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    cfg, run_dir = prepare_run(cfg)
+    trainer = Trainer(cfg, run_dir)
+    resumed = bool(cfg.get("resume")) and trainer.restore()
+    learner = cfg["learner"]
+    if not resumed:
+        atomic_write_json(run_dir / "versions.json", versions())
+        if cfg["sft"]["steps"] > 0:
+            trainer.log({"step": 0, **trainer.sft()})
+        trainer.log({"step": 0, **trainer.evaluate()})
+        trainer.save()
+    progress = Progress(TextColumn("[bold]train[/] {task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TextColumn("reward {task.fields[reward]:.3f}"),
+                        TimeElapsedColumn(), disable=not cfg.get("progress", True))
+    with progress:
+        bar = progress.add_task(f"{cfg['env']['name']} {cfg['model']}", total=learner["steps"],
+                                completed=trainer.step, reward=0.0)
+        while trainer.step < learner["steps"]:
+            metrics = trainer.grpo_step()
+            every = cfg["eval"]["every"]
+            if (every and trainer.step % every == 0) or trainer.step == learner["steps"]:
+                metrics.update(trainer.evaluate())
+            trainer.log(metrics)
+            progress.update(bar, advance=1, reward=metrics["reward"])
+            if trainer.step % cfg["checkpoint_every"] == 0 or trainer.step == learner["steps"]:
+                trainer.save()
+    summary = finish(trainer)
+    return summary
+
+
+def finish(trainer: Trainer) -> dict[str, Any]:
+    """Save the final model, the curves PNG and a summary of start vs end."""
+    from gymrl.plot import plot_run
+
+    run_dir = trainer.run_dir
+    model = trainer.model
+    final = model.merge_and_unload() if hasattr(model, "merge_and_unload") and \
+        trainer.cfg["learner"]["lora"] else model
+    final.save_pretrained(run_dir / "model", safe_serialization=True)
+    trainer.backend.tokenizer.save_pretrained(run_dir / "model")
+    rows = [json.loads(line) for line in trainer.metrics_path.read_text().splitlines() if line]
+    evals = [r for r in rows if "eval/reward" in r]
+    summary = {"run_dir": str(run_dir), "steps": trainer.step,
+               "start": evals[0] if evals else None, "end": evals[-1] if evals else None}
+    atomic_write_json(run_dir / "summary.json", summary)
+    plot_run(run_dir)
+    return summary

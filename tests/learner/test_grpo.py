@@ -1,0 +1,90 @@
+"""GRPO maths against hand-computed values on tiny tensors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gymrl.learner.grpo import aggregate, group_advantages, per_token_loss
+
+
+def test_group_advantages_hand_computed():
+    rewards = torch.tensor([1.0, 0.0, 0.5, 0.5, 2.0, 0.0])
+    groups = torch.tensor([0, 0, 1, 1, 2, 2])
+    adv, flat = group_advantages(rewards, groups, "group", eps=0.0)
+    # group 0: mean .5, std (unbiased) sqrt(.5); group 1 equal; group 2: mean 1, std sqrt(2)
+    s0 = math.sqrt(0.5)
+    assert adv[:2].tolist() == pytest.approx([0.5 / s0, -0.5 / s0])
+    assert flat == 1
+    assert adv[4:].tolist() == pytest.approx([1 / math.sqrt(2), -1 / math.sqrt(2)])
+
+
+def test_equal_reward_groups_give_zero_not_nan():
+    adv, flat = group_advantages(torch.tensor([0.3, 0.3, 0.3, 0.3]), torch.tensor([0, 0, 1, 1]))
+    assert torch.all(adv == 0) and flat == 2 and not torch.isnan(adv).any()
+
+
+def test_scale_none_and_batch():
+    rewards, groups = torch.tensor([1.0, 0.0, 3.0, 1.0]), torch.tensor([0, 0, 1, 1])
+    none, _ = group_advantages(rewards, groups, "none")
+    assert none.tolist() == pytest.approx([0.5, -0.5, 1.0, -1.0])
+    batch, _ = group_advantages(rewards, groups, "batch", eps=0.0)
+    std = rewards.std(unbiased=True).item()
+    assert batch.tolist() == pytest.approx([0.5 / std, -0.5 / std, 1 / std, -1 / std])
+    with pytest.raises(ValueError, match="group, batch, none"):
+        group_advantages(rewards, groups, "sequence")
+
+
+def test_clipped_surrogate_hand_computed():
+    logp = torch.log(torch.tensor([[0.5, 0.9], [0.2, 0.2]]))
+    old = torch.log(torch.tensor([[0.25, 0.9], [0.4, 0.2]]))
+    adv = torch.tensor([1.0, -1.0])
+    loss, stats = per_token_loss(logp, old, adv, epsilon=0.2, epsilon_high=0.28)
+    # row 0: ratios 2.0 (clipped to 1.28 with A>0) and 1.0; row 1: ratios 0.5 and 1.0, A<0:
+    # -min(0.5*-1, 0.8*-1) = 0.8 (the pessimistic, clipped value)
+    assert loss.flatten().tolist() == pytest.approx([-1.28, -1.0, 0.8, 1.0])
+    assert stats["clipped"].tolist() == [[1.0, 0.0], [1.0, 0.0]]
+
+
+def test_k3_kl_term():
+    logp = torch.log(torch.tensor([[0.5]]))
+    ref = torch.log(torch.tensor([[0.25]]))
+    loss, stats = per_token_loss(logp, logp.detach(), torch.tensor([0.0]), ref_logp=ref,
+                                 beta=0.1)
+    kl = 0.5 - math.log(0.5) - 1  # exp(ref - logp) - (ref - logp) - 1, ref - logp = log 0.5
+    assert stats["kl"].item() == pytest.approx(kl)
+    assert loss.item() == pytest.approx(0.1 * kl)
+
+
+def test_aggregation_types_hand_computed():
+    loss = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    kw = {"n_sequences": 2, "n_tokens": 4, "max_tokens": 3}
+    assert aggregate(loss, mask, "grpo", **kw).item() == pytest.approx((2.0 + 4.0) / 2)
+    assert aggregate(loss, mask, "dapo", **kw).item() == pytest.approx(10.0 / 4)
+    assert aggregate(loss, mask, "dr_grpo", **kw).item() == pytest.approx(10.0 / 6)
+    with pytest.raises(ValueError, match="grpo, dr_grpo, dapo"):
+        aggregate(loss, mask, "ppo", **kw)
+
+
+def test_micro_batches_add_up_to_the_batch_loss():
+    torch.manual_seed(0)
+    loss = torch.rand(4, 5)
+    mask = (torch.rand(4, 5) > 0.3).float()
+    kw = {"n_sequences": 4, "n_tokens": int(mask.sum()), "max_tokens": 5}
+    for kind in ("grpo", "dapo", "dr_grpo"):
+        whole = aggregate(loss, mask, kind, **kw)
+        parts = aggregate(loss[:2], mask[:2], kind, **kw) + aggregate(loss[2:], mask[2:], kind,
+                                                                      **kw)
+        assert parts.item() == pytest.approx(whole.item())
+
+
+def test_masked_tokens_get_no_gradient():
+    logp = torch.zeros(1, 4, requires_grad=True)
+    mask = torch.tensor([[0.0, 1.0, 0.0, 1.0]])
+    loss, _ = per_token_loss(logp, logp.detach(), torch.tensor([1.0]))
+    aggregate(loss, mask, "grpo", n_sequences=1, n_tokens=2, max_tokens=4).backward()
+    assert logp.grad[0, 0] == 0 and logp.grad[0, 2] == 0
+    assert logp.grad[0, 1] != 0 and logp.grad[0, 3] != 0
