@@ -1,0 +1,144 @@
+"""gymrl train end to end on a tiny model: updates, checkpoints, resume (also after kill -9)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gymrl import ConfigError
+from gymrl.cli import main
+from gymrl.config import load_config, to_container
+from gymrl.learner import checkpoint
+from gymrl.learner.config import TrainConfig
+from gymrl.learner.train import Trainer, prepare_run, train
+
+
+def tiny_args(model: Path, out: Path, *extra: str) -> list[str]:
+    return [f"model={model}", "env=router", "reward=brevity+outcome", "learner.groups=2",
+            "learner.group_size=2", "rollout.max_new_tokens=8", "rollout.batch_size=8",
+            "eval.episodes=2", "eval.every=0", f"output_dir={out}", "progress=false", *extra]
+
+
+def tiny_cfg(model: Path, out: Path, *extra: str) -> dict:
+    return to_container(load_config(TrainConfig, tiny_args(model, out, *extra)))
+
+
+def test_full_finetune_step_changes_every_parameter(tiny_chat_model, tmp_path):
+    cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "learner.lora=false",
+                                        "learner.lr=1e-2", "learner.max_grad_norm=0"))
+    trainer = Trainer(cfg, run_dir)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    metrics = trainer.grpo_step()
+    assert metrics["groups/flat"] < 2  # brevity differs between rollouts
+    unchanged = [n for n, p in trainer.model.named_parameters()
+                 if torch.equal(p.detach(), before[n])]
+    assert unchanged == []
+    for key in ("reward", "reward/brevity", "reward/outcome", "loss/policy", "entropy",
+                "tokens/s", "groups/flat_fraction", "env/accuracy"):
+        assert key in metrics
+
+
+def test_lora_trains_only_the_adapter(tiny_chat_model, tmp_path):
+    cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "learner.lr=1e-2"))
+    trainer = Trainer(cfg, run_dir)
+    trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.grpo_step()
+    changed = {n for n, p in trainer.model.named_parameters()
+               if not torch.equal(p.detach(), before[n])}
+    assert changed and changed <= set(trainable)
+
+
+def test_kl_to_reference_is_logged_and_zero_at_start(tiny_chat_model, tmp_path):
+    cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "learner.beta=0.1"))
+    metrics = Trainer(cfg, run_dir).grpo_step()
+    assert metrics["kl"] == pytest.approx(0.0, abs=1e-6)  # LoRA starts as the identity
+
+
+def test_checkpoint_round_trip_is_exact(tiny_chat_model, tmp_path):
+    cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "learner.lora=false"))
+    trainer = Trainer(cfg, run_dir)
+    trainer.grpo_step()
+    trainer.reward(trainer.train_envs[0].unwrapped.episode)  # give the reward some state
+    trainer.save()
+    weights = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    optim = trainer.optimizer.state_dict()
+    reward_state = trainer.reward.state_dict()
+    fresh = Trainer(cfg, run_dir)
+    assert fresh.restore() and fresh.step == 1
+    for n, p in fresh.model.named_parameters():
+        assert torch.equal(p, weights[n]), n
+    restored = fresh.optimizer.state_dict()
+    for key, state in optim["state"].items():
+        for name, value in state.items():
+            assert torch.equal(torch.as_tensor(restored["state"][key][name]),
+                               torch.as_tensor(value))
+    assert fresh.reward.state_dict() == reward_state
+
+
+def test_train_writes_metrics_checkpoints_model_and_curves(tiny_chat_model, tmp_path):
+    summary = train(tiny_cfg(tiny_chat_model, tmp_path, "learner.steps=2", "sft.steps=3",
+                             "sft.demos=4", "sft.batch_size=2"))
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["sft/steps"] == 3 and rows[0]["sft/loss_last"] < rows[0]["sft/loss_first"]
+    assert [r["step"] for r in rows if "loss/policy" in r] == [1, 2]
+    assert "eval/reward" in rows[1] and "eval/reward" in rows[-1]  # start and end
+    assert summary["start"]["eval/episodes"] == 2
+    for name in ("config.yaml", "versions.json", "summary.json", "curves.png",
+                 "model/config.json", "checkpoints/latest"):
+        assert (tmp_path / name).exists(), name
+    assert checkpoint.latest(tmp_path).name == "step-2"
+
+
+def test_resume_refuses_a_different_config(tiny_chat_model, tmp_path):
+    train(tiny_cfg(tiny_chat_model, tmp_path, "learner.steps=1"))
+    cfg = tiny_cfg(tiny_chat_model, tmp_path, "learner.steps=1", "learner.lr=0.5",
+                   f"resume={tmp_path}")
+    cfg["_explicit_overrides"] = ["learner.lr=0.5"]
+    with pytest.raises(ConfigError, match="differs.*learner"):
+        prepare_run(cfg)
+
+
+def test_plot_command(tiny_chat_model, tmp_path):
+    train(tiny_cfg(tiny_chat_model, tmp_path, "learner.steps=1"))
+    (tmp_path / "curves.png").unlink()
+    assert main(["plot", str(tmp_path)]) == 0 and (tmp_path / "curves.png").is_file()
+    assert main(["plot", str(tmp_path / "nope")]) == 2
+
+
+def test_kill_9_then_resume_continues_from_the_last_checkpoint(tiny_chat_model, tmp_path):
+    args = tiny_args(tiny_chat_model, tmp_path, "learner.steps=6", "checkpoint_every=1",
+                     "keep_checkpoints=2")
+    cmd = [sys.executable, "-m", "gymrl.cli", "train", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        latest = checkpoint.latest(tmp_path)
+        if latest is not None and int(latest.name.split("-")[1]) >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = int(checkpoint.latest(tmp_path).name.split("-")[1])
+    config_before = (tmp_path / "config.yaml").read_text()
+    out = subprocess.run([sys.executable, "-m", "gymrl.cli", "train", f"resume={tmp_path}",
+                          "progress=false"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "config.yaml").read_text() == config_before
+    steps = [json.loads(line)["step"] for line in
+             (tmp_path / "metrics.jsonl").read_text().splitlines()
+             if "loss/policy" in json.loads(line)]
+    assert steps == [1, 2, 3, 4, 5, 6], (killed_at, steps)
+    assert checkpoint.latest(tmp_path).name == "step-6"
+    for ckpt in (tmp_path / "checkpoints").glob("step-*"):
+        torch.load(ckpt / "weights.pt", weights_only=True)  # every kept checkpoint is whole
