@@ -59,6 +59,8 @@ class HFBackend(Backend):
         local_files_only: ``True`` never contacts the hub; ``None`` contacts it only when the
             model is not cached and ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` is unset;
             ``False`` contacts it whenever the model is not cached.
+        min_shared_prefix: when every prompt of a batch starts with the same tokens (at least
+            this many), they are encoded once and the KV cache is copied to every row.
 
     Raises:
         ConfigError: a bad option value.
@@ -78,6 +80,7 @@ class HFBackend(Backend):
         dtype: str = "float32",
         seed: int = 0,
         local_files_only: bool | None = None,
+        min_shared_prefix: int = 32,
     ) -> None:
         if not target:
             raise ConfigError("hf backend needs a model path or Hugging Face id, e.g. hf:./model")
@@ -100,6 +103,7 @@ class HFBackend(Backend):
         self.device = device
         self.dtype = dtype
         self.seed = seed
+        self.min_shared_prefix = min_shared_prefix
         self._rng = random.Random(seed)
         self.tokenizer, self.model = self._load(local_files_only)
         self._eos_ids = self._collect_eos_ids()
@@ -234,13 +238,21 @@ class HFBackend(Backend):
         from transformers import GenerationConfig, StoppingCriteriaList
 
         tok, model = self.tokenizer, self.model
-        width = max(len(p) for p in prompts)
         pad = tok.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts],
-                                 device=model.device)
-        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts],
-                                 device=model.device)
-        prompt_len = width
+        # Prompts often share a long head (the system prompt, or a group's whole prompt): encode
+        # it once and give every row a copy of its KV cache. Each row's own rest follows it,
+        # padded in the middle (masked), so positions stay those of an unpadded prompt.
+        shared = _common_prefix_len(prompts) if len(prompts) > 1 else 0
+        if shared < self.min_shared_prefix:
+            shared = 0
+        width = max(len(p) for p in prompts) - shared
+        input_ids = torch.tensor(
+            [list(p[:shared]) + [pad] * (width - len(p) + shared) + list(p[shared:])
+             for p in prompts], device=model.device)
+        attention = torch.tensor(
+            [[1] * shared + [0] * (width - len(p) + shared) + [1] * (len(p) - shared)
+             for p in prompts], device=model.device)
+        prompt_len = shared + width
         sample = self.temperature > 0
         config = GenerationConfig(
             max_new_tokens=self.max_new_tokens,
@@ -259,8 +271,17 @@ class HFBackend(Backend):
         devices = [model.device.index or 0] if model.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.inference_mode():
             torch.manual_seed(batch_seed)
+            cache = None
+            if shared:
+                from transformers import DynamicCache
+
+                cache = DynamicCache(config=model.config)
+                model(input_ids=input_ids[:1, :shared], cache=cache, use_cache=True,
+                      logits_to_keep=1)
+                cache.batch_repeat_interleave(len(prompts))
             result = model.generate(input_ids=input_ids, attention_mask=attention,
-                                    generation_config=config, stopping_criteria=criteria)
+                                    cache=cache, generation_config=config,
+                                    stopping_criteria=criteria)
             steps = result.scores if sample else result.logits
             generated = result.sequences[:, prompt_len:]
             # (batch, steps): log-prob of each chosen token.
@@ -316,6 +337,16 @@ class HFBackend(Backend):
         """Drop the model so its memory can be freed."""
         self.model = None
         self.tokenizer = None
+
+
+def _common_prefix_len(rows: list[list[int]]) -> int:
+    """Length of the longest head that every row shares; at least one token stays per row."""
+    shortest = min(len(r) for r in rows)
+    n = 0
+    first = rows[0]
+    while n < shortest - 1 and all(r[n] == first[n] for r in rows):
+        n += 1
+    return n
 
 
 def _row_stop_criteria(tokenizer: Any, stops: list[tuple[str, ...]], prompt_len: int) -> Any:

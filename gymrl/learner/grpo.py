@@ -98,29 +98,59 @@ def aggregate(loss: Any, mask: Any, loss_type: str, *, n_sequences: int, n_token
     return masked.sum() / (n_sequences * max_tokens)
 
 
-def token_logprobs(model: Any, ids: Any, attention: Any, mask: Any,
-                   temperature: float = 1.0) -> tuple[Any, Any]:
+def shared_head(ids: Any, mask: Any) -> int:
+    """Columns every row shares before any policy token (right-padded rows)."""
+    import torch
+
+    same = (ids == ids[:1]).all(dim=0)
+    first_policy = int(mask.argmax(dim=1).min()) if bool(mask.any()) else ids.shape[1] - 1
+    limit = min(first_policy, ids.shape[1] - 1)
+    differs = torch.nonzero(~same[:limit])
+    return int(differs[0]) if len(differs) else limit
+
+
+def token_logprobs(model: Any, ids: Any, attention: Any, mask: Any, temperature: float = 1.0,
+                   min_shared: int = 32) -> tuple[Any, Any]:
     """Log-prob and entropy of each policy token given the tokens before it.
 
     Only positions where ``mask`` is 1 are scored (the vocabulary-wide softmax is the memory
     peak, so env tokens skip it); other positions are 0. Logits are divided by the sampling
-    temperature, so ratios compare like with like.
+    temperature, so ratios compare like with like. When the rows share a head of at least
+    ``min_shared`` tokens (the system prompt; a group's whole prompt), it is run once and its
+    KV cache is copied to every row; gradients flow back through the copies.
 
     Returns:
         (log-probs (B, T), entropies (B, T)); position 0 is never a policy token.
     """
     import torch
 
-    logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1]
-    where = mask[:, 1:].bool()
+    rows = ids.shape[0]
+    head = shared_head(ids, mask) if rows > 1 else 0
+    if head >= min_shared:
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=model.config)
+        first = model(input_ids=ids[:1, :head], cache=cache, use_cache=True,
+                      logits_to_keep=1).logits
+        cache.batch_repeat_interleave(rows)
+        rest = model(input_ids=ids[:, head:], attention_mask=attention, cache=cache,
+                     use_cache=True).logits
+        # Position t predicts token t + 1: the head's last logit predicts the first rest token.
+        logits = torch.cat([first.expand(rows, 1, -1), rest[:, :-1]], dim=1)
+        offset = head
+    else:
+        logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1]
+        offset = 1
+    where = mask[:, offset:].bool()
+    targets = ids[:, offset:]
     picked = logits[where].float()
     if temperature and temperature != 1.0:
         picked = picked / temperature
     logp_all = torch.log_softmax(picked, dim=-1)
-    chosen = logp_all.gather(-1, ids[:, 1:][where].unsqueeze(-1)).squeeze(-1)
+    chosen = logp_all.gather(-1, targets[where].unsqueeze(-1)).squeeze(-1)
     entropy = -(logp_all.exp() * logp_all).sum(-1)
     logp = torch.zeros(ids.shape, dtype=chosen.dtype, device=ids.device)
     ent = torch.zeros(ids.shape, dtype=chosen.dtype, device=ids.device)
-    logp[:, 1:][where] = chosen
-    ent[:, 1:][where] = entropy.detach()
+    logp[:, offset:][where] = chosen
+    ent[:, offset:][where] = entropy.detach()
     return logp, ent

@@ -270,3 +270,19 @@ def test_router_episodes_with_the_hf_policy(model_dir: Path, tmp_path: Path) -> 
     code = main(["eval", "env=router", f"policy=hf:{model_dir}", "policy.max_new_tokens=8",
                  "episodes=2", f"output_dir={tmp_path}", "progress=false"])
     assert code == 0 and (tmp_path / "results.json").is_file()
+
+
+def test_shared_prompt_head_is_encoded_once_with_the_same_result(model_dir: Path) -> None:
+    """Rows sharing a long head get a copied KV cache; greedy output is unchanged."""
+    plain = HFBackend(str(model_dir), temperature=0, max_new_tokens=12,
+                      min_shared_prefix=10**9)
+    shared = HFBackend(str(model_dir), temperature=0, max_new_tokens=12, min_shared_prefix=4)
+    tok = plain.tokenizer
+    head = "capital of france capital of italy please what is two plus two"
+    prompts = [tok(f"user : {head} {tail} [SEP] assistant :")["input_ids"]
+               for tail in ("who wrote hamlet", "capital of italy please", "two")]
+    stops = [("</answer>",)] * 3
+    a, b = plain.generate_ids(prompts, stops), shared.generate_ids(prompts, stops)
+    assert [c.token_ids for c in a] == [c.token_ids for c in b]
+    for x, y in zip(a, b, strict=True):
+        assert x.logprobs == pytest.approx(y.logprobs, abs=1e-4)

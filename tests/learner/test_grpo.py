@@ -88,3 +88,32 @@ def test_masked_tokens_get_no_gradient():
     aggregate(loss, mask, "grpo", n_sequences=1, n_tokens=2, max_tokens=4).backward()
     assert logp.grad[0, 0] == 0 and logp.grad[0, 2] == 0
     assert logp.grad[0, 1] != 0 and logp.grad[0, 3] != 0
+
+
+@pytest.mark.parametrize("shared_len,expected_head", [(40, 40), (44, 44), (50, 44)])
+def test_shared_head_log_probs_and_gradients_match_the_plain_forward(
+        tiny_chat_model, shared_len, expected_head):
+    from transformers import AutoModelForCausalLM
+
+    from gymrl.learner.grpo import shared_head, token_logprobs
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_model)
+    torch.manual_seed(1)
+    head = torch.randint(3, 500, (shared_len,))
+    ids = torch.stack([torch.cat([head, torch.randint(3, 500, (52 - shared_len,))])
+                       for _ in range(3)])
+    attention = torch.ones_like(ids)
+    attention[2, -4:] = 0  # a right-padded row
+    mask = torch.zeros_like(ids)
+    mask[:, 44:] = 1
+    mask[2, -4:] = 0
+    assert shared_head(ids, mask) == expected_head  # never past the first policy token
+    plain, plain_ent = token_logprobs(model, ids, attention, mask, 0.7, min_shared=10**9)
+    plain_grad = torch.autograd.grad(plain.sum(), list(model.parameters()))
+    fast, fast_ent = token_logprobs(model, ids, attention, mask, 0.7, min_shared=8)
+    fast_grad = torch.autograd.grad(fast.sum(), list(model.parameters()))
+    assert torch.allclose(plain, fast, atol=1e-5) and torch.allclose(plain_ent, fast_ent,
+                                                                     atol=1e-4)
+    for a, b in zip(plain_grad, fast_grad, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert plain[mask == 0].abs().max() == 0
