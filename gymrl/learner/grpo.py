@@ -113,37 +113,39 @@ def token_logprobs(model: Any, ids: Any, attention: Any, mask: Any, temperature:
                    min_shared: int = 32) -> tuple[Any, Any]:
     """Log-prob and entropy of each policy token given the tokens before it.
 
-    Only positions where ``mask`` is 1 are scored (the vocabulary-wide softmax is the memory
-    peak, so env tokens skip it); other positions are 0. Logits are divided by the sampling
-    temperature, so ratios compare like with like. When the rows share a head of at least
-    ``min_shared`` tokens (the system prompt; a group's whole prompt), it is run once and its
-    KV cache is copied to every row; gradients flow back through the copies.
+    Only positions where ``mask`` is 1 are scored (the vocabulary projection and softmax are
+    the memory peak, so env tokens skip them); other positions are 0. Logits are divided by
+    the sampling temperature, so ratios compare like with like. When the rows share a head of
+    at least ``min_shared`` tokens (the system prompt; a group's whole prompt), it is run once
+    and its KV cache is copied to every row; gradients flow back through the copies.
 
     Returns:
         (log-probs (B, T), entropies (B, T)); position 0 is never a policy token.
     """
     import torch
 
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     rows = ids.shape[0]
     head = shared_head(ids, mask) if rows > 1 else 0
     if head >= min_shared:
         from transformers import DynamicCache
 
-        cache = DynamicCache(config=model.config)
-        first = model(input_ids=ids[:1, :head], cache=cache, use_cache=True,
-                      logits_to_keep=1).logits
+        cache = DynamicCache(config=lm.config)
+        first = lm.model(input_ids=ids[:1, :head], cache=cache, use_cache=True)
         cache.batch_repeat_interleave(rows)
-        rest = model(input_ids=ids[:, head:], attention_mask=attention, cache=cache,
-                     use_cache=True).logits
-        # Position t predicts token t + 1: the head's last logit predicts the first rest token.
-        logits = torch.cat([first.expand(rows, 1, -1), rest[:, :-1]], dim=1)
+        rest = lm.model(input_ids=ids[:, head:], attention_mask=attention, cache=cache,
+                        use_cache=True).last_hidden_state
+        # Position t predicts token t + 1: the head's last state predicts the first rest token.
+        last = first.last_hidden_state[:, -1:]
+        hidden = torch.cat([last.expand(rows, 1, last.shape[-1]), rest[:, :-1]], dim=1)
         offset = head
     else:
-        logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1]
+        hidden = lm.model(input_ids=ids, attention_mask=attention).last_hidden_state[:, :-1]
         offset = 1
     where = mask[:, offset:].bool()
     targets = ids[:, offset:]
-    picked = logits[where].float()
+    # The vocabulary projection only where a policy token is predicted: it is the memory peak.
+    picked = lm.lm_head(hidden[where]).float()
     if temperature and temperature != 1.0:
         picked = picked / temperature
     logp_all = torch.log_softmax(picked, dim=-1)

@@ -170,7 +170,6 @@ class Trainer:
     # -- SFT warm start --------------------------------------------------------------------
     def sft(self) -> dict[str, float]:
         """Teach the tag grammar from the env's scripted demonstrations (cross-entropy)."""
-        import torch
 
         from gymrl.backends.scripted import ScriptedBackend
         from gymrl.evaluate import run_episodes
@@ -199,9 +198,8 @@ class Trainer:
         for _ in range(sft["steps"]):
             batch = rng.sample(seqs, min(sft["batch_size"], len(seqs)))
             ids, attention, mask = self.pad(batch)
-            logits = self.model(input_ids=ids, attention_mask=attention).logits[:, :-1]
-            where = mask[:, 1:].bool()
-            loss = torch.nn.functional.cross_entropy(logits[where].float(), ids[:, 1:][where])
+            logp, _ = token_logprobs(self.model, ids, attention, mask)
+            loss = -(logp * mask).sum() / mask.sum().clamp(min=1)  # cross-entropy
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
