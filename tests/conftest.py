@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import types
-
 import pytest
 
 from gymrl import plugins
-from gymrl.plugins import PluginInfo, Registry
+from gymrl.plugins import Registry
 
 
 @pytest.fixture
@@ -19,11 +17,3 @@ def fresh_registry():
     plugins.reset(reg)
     yield reg
     plugins._registry = saved
-
-
-def fake_plugin(name: str, package: str = "gymrl-fake", **hooks) -> tuple[object, PluginInfo]:
-    """A plugin module built from hook functions, and its stamp."""
-    module = types.ModuleType(name)
-    for hook_name, fn in hooks.items():
-        setattr(module, hook_name, fn)
-    return module, PluginInfo(name=name, module=name, package=package, version="9.9")

@@ -93,6 +93,8 @@ def test_check_proves_reward_range():
     assert "best end 0.8000: reached" in out.stdout and "worst end -1.0000: reached" in out.stdout
 
 
-def test_train_is_reserved():
-    out = gymrl("train", "env=router")
-    assert out.returncode == 2 and "learner" in out.stderr
+def test_train_bad_input_gets_a_clear_error():
+    out = gymrl("train", "learner.loss_type=ppo")
+    assert out.returncode == 2 and "loss_type 'ppo'; allowed: grpo, dr_grpo, dapo" in out.stderr
+    out = gymrl("train", "learner.stepz=3")
+    assert out.returncode == 2 and "stepz" in out.stderr and "Traceback" not in out.stderr

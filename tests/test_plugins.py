@@ -11,10 +11,10 @@ import sys
 import pytest
 
 import gymrl
-from conftest import fake_plugin
 from gymrl import Reward, hookimpl, hookspecs, plugins
 from gymrl.errors import DuplicateNameError, PluginError, UnknownNameError
 from gymrl.make import make_env
+from plugin_helpers import fake_plugin
 
 
 class _Zero(Reward):

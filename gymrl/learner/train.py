@@ -43,7 +43,9 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     if learner["loss_type"] not in LOSS_TYPES:
         raise ConfigError(f"learner.loss_type {learner['loss_type']!r}; allowed: "
                           f"{', '.join(LOSS_TYPES)}")
-    for key in ("steps", "groups", "group_size", "mu", "micro_batch"):
+    if learner["steps"] < 0:
+        raise ConfigError(f"learner.steps must be >= 0, got {learner['steps']}")
+    for key in ("groups", "group_size", "mu", "micro_batch"):
         if learner[key] < 1:
             raise ConfigError(f"learner.{key} must be >= 1, got {learner[key]}")
     if cfg.get("resume"):

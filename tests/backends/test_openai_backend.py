@@ -277,7 +277,7 @@ def test_router_pool_of_openai_experts(server: TestServer, tmp_path: Path) -> No
         f" options: {{base_url: '{server.url}'}}}}\n")
     env = make_env("router", pool=str(pool))
     obs, info = env.reset(seed=0)
-    assert "- big: $5.00 per million tokens. Strengths: all." in info["messages"][0]["content"]
+    assert "- big ($5.00/M tokens): all" in info["messages"][0]["content"]
     obs, *_ = env.step("<think>t</think><search>big: who wrote hamlet</search>")
     assert "WHO WROTE HAMLET" in obs
     (call,) = env.episode.tool_calls

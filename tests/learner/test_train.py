@@ -142,3 +142,18 @@ def test_kill_9_then_resume_continues_from_the_last_checkpoint(tiny_chat_model, 
     assert checkpoint.latest(tmp_path).name == "step-6"
     for ckpt in (tmp_path / "checkpoints").glob("step-*"):
         torch.load(ckpt / "weights.pt", weights_only=True)  # every kept checkpoint is whole
+
+
+@pytest.mark.slow
+def test_gymrl_train_on_the_embedded_model(tmp_path):
+    """The main job's real path, shortened: SFT, one GRPO step, evaluation, checkpoint, PNG."""
+    out = subprocess.run(
+        [sys.executable, "-m", "gymrl.cli", "train", "env=router", "reward=cost+outcome",
+         "learner.steps=1", "learner.groups=1", "learner.group_size=4", "sft.steps=2",
+         "sft.demos=8", "sft.batch_size=4", "eval.episodes=4", "rollout.max_new_tokens=32",
+         f"output_dir={tmp_path}", "progress=false"],
+        capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["sft/steps"] == 2 and rows[-1]["step"] == 1
+    assert (tmp_path / "curves.png").is_file() and checkpoint.latest(tmp_path).name == "step-1"

@@ -18,15 +18,11 @@ from gymrl_envs.router.protocol import parse_turn
 from gymrl_envs.router.tasks import SPLITS, generate_tasks, load_qa_jsonl
 
 INSTRUCTIONS = """\
-Answer the question by routing sub-questions to the models in the pool below.
-Every turn, first reason inside <think> and </think>. Then either
-- call one model with <search>MODEL: your question</search>; its reply comes back inside \
-<information> and </information>, or
-- give the final answer with <answer>short answer</answer> and stop.
-Break a multi-hop question into single-fact questions and ask the model best suited to each; \
-calls cost money in proportion to the model's price and the tokens used. At most {max_calls} \
-calls. Write nothing outside the tags.
-
+Answer the question by asking the models below. Each turn, reason in <think>...</think>, then \
+either call one model with <search>MODEL: question</search> (its reply comes back in \
+<information>...</information>) or end with <answer>short answer</answer>. Ask one \
+single-fact question per call, to the model best suited to it; a call costs the model's price \
+times the tokens used. At most {max_calls} calls. Write nothing outside the tags.
 Models:
 {pool}"""
 

@@ -42,31 +42,30 @@ class ExpertProfile:
     accuracy: dict[str, float] = field(default_factory=dict)
 
     def descriptor(self) -> str:
-        size = f", {self.params}" if self.params else ""
-        return (f"- {self.name}{size}: ${self.price_per_mtok:.2f} per million tokens. "
-                f"Strengths: {self.strengths}.")
+        size = f"{self.params}, " if self.params else ""
+        return f"- {self.name} ({size}${self.price_per_mtok:.2f}/M tokens): {self.strengths}"
 
 
 # The default simulated pool: cheap specialists, a mid-priced generalist and a costly frontier
 # model. Every domain has a specialist as accurate as the frontier model at a fraction of its
 # price, so an ideal router matches the strongest model's accuracy for much less money.
 DEFAULT_POOL: tuple[ExpertProfile, ...] = (
-    ExpertProfile("pico-math", 0.10, "arithmetic; weak at factual questions", "1B",
+    ExpertProfile("pico-math", 0.10, "arithmetic only", "1B",
                   {"math": 0.99, "geography": 0.35, "history": 0.3, "literature": 0.3,
                    "science": 0.3, "open": 0.2}),
-    ExpertProfile("atlas-8b", 0.20, "geography: capitals, countries, cities", "8B",
+    ExpertProfile("atlas-8b", 0.20, "geography", "8B",
                   {"geography": 0.99, "math": 0.6, "history": 0.5, "literature": 0.45,
                    "science": 0.45, "open": 0.35}),
-    ExpertProfile("scribe-13b", 0.35, "literature and history: authors, births, biographies",
+    ExpertProfile("scribe-13b", 0.35, "literature, history",
                   "13B", {"literature": 0.99, "history": 0.99, "geography": 0.55, "math": 0.6,
                           "science": 0.5, "open": 0.45}),
-    ExpertProfile("lab-14b", 0.50, "science: discoveries and discoverers; good arithmetic", "14B",
+    ExpertProfile("lab-14b", 0.50, "science, arithmetic", "14B",
                   {"science": 0.99, "math": 0.9, "geography": 0.5, "history": 0.55,
                    "literature": 0.5, "open": 0.45}),
-    ExpertProfile("general-70b", 0.90, "solid on every topic", "70B",
+    ExpertProfile("general-70b", 0.90, "every topic, good", "70B",
                   {"geography": 0.9, "history": 0.9, "literature": 0.9, "science": 0.9,
                    "math": 0.9, "open": 0.7}),
-    ExpertProfile("frontier-405b", 3.00, "the most accurate on every topic, and the most costly",
+    ExpertProfile("frontier-405b", 3.00, "every topic, best",
                   "405B", {"geography": 0.99, "history": 0.99, "literature": 0.99,
                            "science": 0.99, "math": 0.99, "open": 0.85}),
 )
