@@ -9,8 +9,10 @@ from gymrl.config import EnvConfig, RewardConfig, _help
 
 @dataclass
 class LearnerConfig:
-    steps: int = _help("GRPO steps (one batch of rollouts and its updates each)", 20)
-    groups: int = _help("tasks per step", 4)
+    # The defaults fit the 15-minute budget of the main job on 2 CPU cores (SFT ~6 min, two
+    # GRPO steps ~4 min, two held-out evaluations ~3 min); real runs raise learner.steps.
+    steps: int = _help("GRPO steps (one batch of rollouts and its updates each)", 2)
+    groups: int = _help("tasks per step", 2)
     group_size: int = _help("rollouts per task (G)", 8)
     lr: float = _help("AdamW learning rate", 2e-4)
     weight_decay: float = _help("AdamW weight decay", 0.0)
@@ -39,17 +41,17 @@ class RolloutConfig:
 
 @dataclass
 class SFTConfig:
-    steps: int = _help("SFT warm-start steps on scripted demonstrations (0: skip)", 0)
+    steps: int = _help("SFT warm-start steps on scripted demonstrations (0: skip)", 24)
     policy: str = _help("the env's scripted policy that writes the demonstrations", "random")
     demos: int = _help("demonstration episodes", 128)
     batch_size: int = _help("sequences per SFT step", 8)
-    lr: float = _help("SFT learning rate", 1e-4)
+    lr: float = _help("SFT learning rate", 1e-3)
 
 
 @dataclass
 class EvalEveryConfig:
-    every: int = _help("evaluate on held-out tasks every N steps (0: only at start and end)", 5)
-    episodes: int = _help("held-out episodes per evaluation (greedy decoding)", 64)
+    every: int = _help("evaluate on held-out tasks every N steps (0: only at start and end)", 0)
+    episodes: int = _help("held-out episodes per evaluation (greedy decoding)", 24)
     split: str = _help("the held-out split", "test")
 
 

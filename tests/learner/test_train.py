@@ -24,7 +24,8 @@ from gymrl.learner.train import Trainer, prepare_run, train
 def tiny_args(model: Path, out: Path, *extra: str) -> list[str]:
     return [f"model={model}", "env=router", "reward=brevity+outcome", "learner.groups=2",
             "learner.group_size=2", "rollout.max_new_tokens=8", "rollout.batch_size=8",
-            "eval.episodes=2", "eval.every=0", f"output_dir={out}", "progress=false", *extra]
+            "eval.episodes=2", "eval.every=0", "sft.steps=0", f"output_dir={out}",
+            "progress=false", *extra]
 
 
 def tiny_cfg(model: Path, out: Path, *extra: str) -> dict:
