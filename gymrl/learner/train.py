@@ -365,6 +365,8 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     resumed = bool(cfg.get("resume")) and trainer.restore()
     learner = cfg["learner"]
     if not resumed:
+        # A fresh start (or a resume killed before its first checkpoint) redoes everything.
+        trainer.metrics_path.unlink(missing_ok=True)
         atomic_write_json(run_dir / "versions.json", versions())
         if cfg["sft"]["steps"] > 0:
             trainer.log({"step": 0, **trainer.sft()})
