@@ -203,6 +203,11 @@ class HFBackend(Backend):
         )
         return tokenizer, model
 
+    @property
+    def eos_ids(self) -> set[int]:
+        """Token ids that end a turn (the model's EOS ids and the tokenizer's)."""
+        return self._eos_ids
+
     def _collect_eos_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id
         ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])

@@ -16,6 +16,7 @@ class Rollout:
 
     group: int
     env: Any
+    messages: list[dict[str, str]] = field(default_factory=list)
     episode: Episode | None = None
     seq: Sequence = field(default_factory=Sequence)
     logprobs: list[float] = field(default_factory=list)
@@ -39,9 +40,7 @@ def reset_group(envs: list[Any], task_seed: int, group: int) -> list[Rollout]:
         options = None if task_id is None else {"task_id": task_id}
         _, info = env.reset(seed=task_seed if task_id is None else seed, options=options)
         task_id = env.unwrapped.episode.task.id
-        rollout = Rollout(group=group, env=env)
-        rollout.messages = info["messages"]  # type: ignore[attr-defined]
-        rollouts.append(rollout)
+        rollouts.append(Rollout(group=group, env=env, messages=info["messages"]))
     return rollouts
 
 
@@ -49,9 +48,9 @@ def run_rollouts(backend: Any, rollouts: list[Rollout], *,
                  on_done: Callable[[Rollout], None] | None = None) -> list[Rollout]:
     """Play every rollout to its end; one batched ``generate_ids`` call per turn and chunk."""
     tok = backend.tokenizer
-    eos_ids = backend._eos_ids
+    eos_ids = backend.eos_ids
     for r in rollouts:
-        r.seq.extend(prompt_ids(tok, r.messages), trainable=False)  # type: ignore[attr-defined]
+        r.seq.extend(prompt_ids(tok, r.messages), trainable=False)
     active = [r for r in rollouts if not r.done]
     while active:
         completions = []

@@ -234,9 +234,7 @@ class Trainer:
         rollouts = []
         for i, env in enumerate(envs):
             _, info = env.reset(seed=i)
-            r = Rollout(group=i, env=env)
-            r.messages = info["messages"]  # type: ignore[attr-defined]
-            rollouts.append(r)
+            rollouts.append(Rollout(group=i, env=env, messages=info["messages"]))
         try:
             run_rollouts(self.backend, rollouts)
         finally:
