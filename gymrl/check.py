@@ -21,19 +21,15 @@ def check_env_and_rewards(overrides: list[str]) -> dict[str, Any]:
     """Run ``check_env`` and every scripted policy; report the rewards they reach."""
     from gymnasium.utils.env_checker import check_env
 
-    from gymrl import plugins
     from gymrl.backends.scripted import ScriptedBackend
-    from gymrl.compose import compose
     from gymrl.evaluate import run_episodes
-    from gymrl.make import make_env
+    from gymrl.make import make_env, make_reward
 
     cfg = to_container(load_config(CheckConfig, overrides))
     reward = cfg["reward"]
 
     def fresh_reward() -> Any:
-        spec = reward["spec"] or plugins.get("env", cfg["env"]["name"]).meta.get(
-            "rewards", "format+outcome")
-        return compose(spec, weights=reward["weights"], options=reward["options"])
+        return make_reward(cfg["env"]["name"], reward)
 
     shared = fresh_reward()
 

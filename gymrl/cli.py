@@ -147,7 +147,7 @@ def cmd_eval(overrides: list[str]) -> int:
 
 
 def _env_factory(cfg: dict[str, Any]) -> Any:
-    from gymrl.make import accepted_options, make_env
+    from gymrl.make import accepted_options, make_env, make_reward
     from gymrl.plugins import get
 
     env_cfg = cfg["env"]
@@ -157,13 +157,7 @@ def _env_factory(cfg: dict[str, Any]) -> Any:
     valid = accepted_options(reg.factory)
     if split is not None and "split" not in options and (valid is None or "split" in valid):
         options["split"] = split
-    from gymrl.compose import compose
-
-    reward = cfg["reward"]
-    spec = reward["spec"] or reg.meta.get("rewards", "format+outcome")
-    # One reward object for all envs of the run: stateful rewards (rolling cost percentiles)
-    # must see every episode, not one env's share.
-    shared = compose(spec, weights=reward["weights"], options=reward["options"])
+    shared = make_reward(env_cfg["name"], cfg["reward"])  # one reward for every env of the run
 
     def factory() -> Any:
         return make_env(env_cfg["name"], reward=shared, **options)

@@ -49,6 +49,26 @@ def build(reg: Registration, options: Mapping[str, Any] | None = None, **extra: 
         ) from exc
 
 
+DEFAULT_REWARD = "format+outcome"
+
+
+def default_reward_spec(env_name: str) -> str:
+    """The reward spec env ``env_name`` registered as its own (``rewards=`` at registration)."""
+    return plugins.get("env", env_name).meta.get("rewards", DEFAULT_REWARD)
+
+
+def make_reward(env_name: str, reward_cfg: Mapping[str, Any]) -> Any:
+    """The composed reward of a config's ``reward`` section; the env's own spec if unset.
+
+    Build it once per run and give the same object to every env of the run: stateful rewards
+    (rolling cost percentiles) must see every episode, not one env's share.
+    """
+    from gymrl.compose import compose
+
+    spec = reward_cfg.get("spec") or default_reward_spec(env_name)
+    return compose(spec, weights=reward_cfg.get("weights"), options=reward_cfg.get("options"))
+
+
 def make_env(name: str, *, reward: Any = None, reward_weights: Mapping[str, float] | None = None,
              reward_options: Mapping[str, Mapping[str, Any]] | None = None, **options: Any) -> Any:
     """Build env ``name`` with its reward: the env's default reward spec unless ``reward``.
@@ -65,7 +85,7 @@ def make_env(name: str, *, reward: Any = None, reward_weights: Mapping[str, floa
     reg = plugins.get("env", name)
     env = build(reg, options)
     if reward is None or isinstance(reward, str):
-        spec = reward or reg.meta.get("rewards", "format+outcome")
+        spec = reward or reg.meta.get("rewards", DEFAULT_REWARD)
         reward = compose(spec, weights=reward_weights, options=reward_options)
     env.set_reward(reward)
     env.registration = reg

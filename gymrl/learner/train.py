@@ -80,24 +80,18 @@ class Trainer:
         import torch
 
         from gymrl.backends.hf import HFBackend
-        from gymrl.compose import compose
         from gymrl.learner.model import resolve_model
-        from gymrl.make import make_env
-        from gymrl.plugins import get
+        from gymrl.make import make_env, make_reward
 
         self.cfg, self.run_dir = cfg, run_dir
         seed = cfg["seed"]
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
-        reward_cfg = cfg["reward"]
-        env_reg = get("env", cfg["env"]["name"])
-        spec = reward_cfg["spec"] or env_reg.meta.get("rewards", "format+outcome")
-        self.reward = compose(spec, weights=reward_cfg["weights"], options=reward_cfg["options"])
+        self.reward = make_reward(cfg["env"]["name"], cfg["reward"])
         # Held-out evaluation keeps its own reward, so its cost percentiles do not leak into
         # the training reward's state.
-        self.eval_reward = compose(spec, weights=reward_cfg["weights"],
-                                   options=reward_cfg["options"])
+        self.eval_reward = make_reward(cfg["env"]["name"], cfg["reward"])
         options = dict(cfg["env"]["options"])
 
         def env_on(split: str, reward: Any) -> Any:
