@@ -6,7 +6,6 @@ Episodes run in lockstep batches, so an LLM backend generates one batch per turn
 from __future__ import annotations
 
 import math
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -126,8 +125,3 @@ def episode_record(episode: Episode, metrics: dict[str, Any]) -> dict[str, Any]:
         "answer": episode.task.answer,
     }
 
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start

@@ -20,7 +20,6 @@ from gymrl_envs.router.world import RELATION_KEYWORDS, RELATIONS, World, build_w
 
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 _MATH_RE = re.compile(r"(-?\d+)\s*[*x×]\s*(-?\d+)\s*\+\s*(-?\d+)")
-DOMAINS = ("geography", "history", "literature", "science", "math", "open")
 
 
 _WORD_RE = re.compile(r"\w+")
