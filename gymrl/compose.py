@@ -72,6 +72,10 @@ class CompositeReward(Reward):
         return Score(total=total, per_turn=per_turn, components=components,
                      diagnostics=diagnostics)
 
+    def frozen(self) -> CompositeReward:
+        return CompositeReward([(name, reward.frozen() if hasattr(reward, "frozen") else reward,
+                                 weight, reg) for name, reward, weight, reg in self.parts])
+
     def state_dict(self) -> dict[str, Any]:
         return {name: reward.state_dict() for name, reward, _, _ in self.parts
                 if hasattr(reward, "state_dict")}

@@ -125,3 +125,34 @@ def episode_record(episode: Episode, metrics: dict[str, Any]) -> dict[str, Any]:
         "answer": episode.task.answer,
     }
 
+
+
+def paired_change(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, Any]:
+    """How a policy changed between two evaluations of the same episodes (per-episode records).
+
+    Episodes are paired by ``(task_id, seed)``, so the standard error is that of the paired
+    difference. Returns reward, accuracy and cost per correct answer before and after, the mean
+    reward difference with its standard error, and ``significant`` (difference > 2 SE).
+    """
+    key = lambda r: (r["task_id"], r.get("seed"))  # noqa: E731
+    old = {key(r): r for r in before}
+    pairs = [(old[key(r)], r) for r in after if key(r) in old]
+    if not pairs:
+        raise ValueError("the two evaluations share no episode (task_id, seed)")
+    diffs = [b["reward"] - a["reward"] for a, b in pairs]
+    n = len(diffs)
+    mean = sum(diffs) / n
+    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n) if n > 1 else math.nan
+    out: dict[str, Any] = {"episodes": n, "reward_diff": mean, "reward_diff_stderr": se,
+                           "significant": bool(n > 1 and mean > 2 * se)}
+    for label, side in (("before", 0), ("after", 1)):
+        rows = [p[side] for p in pairs]
+        out[f"reward_{label}"] = sum(r["reward"] for r in rows) / n
+        metrics = [r.get("metrics", {}) for r in rows]
+        if all("accuracy" in m for m in metrics):
+            correct = sum(float(m["accuracy"]) for m in metrics)
+            out[f"accuracy_{label}"] = correct / n
+            if all("cost_usd" in m for m in metrics):
+                cost = sum(float(m["cost_usd"]) for m in metrics)
+                out[f"cost_per_correct_usd_{label}"] = cost / correct if correct else math.inf
+    return out

@@ -47,6 +47,15 @@ class Reward:
     def score(self, episode: Episode) -> float | Score:
         raise NotImplementedError
 
+    def frozen(self) -> Reward:
+        """This reward with its state pinned, for evaluation.
+
+        Held-out evaluations at different steps must score alike, so a reward whose state moves
+        (a rolling normaliser) returns a copy whose state stays at a fixed, documented point;
+        a stateless reward returns itself.
+        """
+        return self
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

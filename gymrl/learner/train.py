@@ -91,7 +91,9 @@ class Trainer:
         self.reward = make_reward(cfg["env"]["name"], cfg["reward"])
         # Held-out evaluation keeps its own reward, so its cost percentiles do not leak into
         # the training reward's state.
-        self.eval_reward = make_reward(cfg["env"]["name"], cfg["reward"])
+        # Frozen: a rolling normaliser (cost) scores every evaluation against the same fixed
+        # bounds, so evaluations at different steps compare.
+        self.eval_reward = make_reward(cfg["env"]["name"], cfg["reward"]).frozen()
         options = dict(cfg["env"]["options"])
 
         def env_on(split: str, reward: Any) -> Any:
@@ -233,12 +235,19 @@ class Trainer:
             run_rollouts(self.backend, rollouts)
         finally:
             self.backend.temperature = temperature
-        from gymrl.evaluate import summarise
+        from gymrl.evaluate import episode_record, summarise
+        from gymrl.results import atomic_write_text
 
         records = [(r.episode, r.env.unwrapped.metrics(r.episode)
                     if hasattr(r.env.unwrapped, "metrics") else {}) for r in rollouts]
+        atomic_write_text(self.eval_path(self.step), "".join(
+            json.dumps(episode_record(e, m), default=str) + "\n" for e, m in records))
         overall = summarise(records, group_by=())["overall"]
         return {f"eval/{k}": v for k, v in overall.items()}
+
+    def eval_path(self, step: int) -> Path:
+        """Per-episode records of the held-out evaluation after ``step`` steps."""
+        return self.run_dir / "eval" / f"step-{step:05d}.jsonl"
 
     # -- one GRPO step ---------------------------------------------------------------------
     def grpo_step(self) -> dict[str, Any]:
@@ -395,8 +404,18 @@ def finish(trainer: Trainer) -> dict[str, Any]:
     trainer.backend.tokenizer.save_pretrained(run_dir / "model")
     rows = [json.loads(line) for line in trainer.metrics_path.read_text().splitlines() if line]
     evals = [r for r in rows if "eval/reward" in r]
-    summary = {"run_dir": str(run_dir), "steps": trainer.step,
-               "start": evals[0] if evals else None, "end": evals[-1] if evals else None}
+    summary: dict[str, Any] = {"run_dir": str(run_dir), "steps": trainer.step,
+                               "start": evals[0] if evals else None,
+                               "end": evals[-1] if evals else None}
+    first, last = trainer.eval_path(0), trainer.eval_path(trainer.step)
+    if trainer.step and first.is_file() and last.is_file():
+        from gymrl.evaluate import paired_change
+
+        def load(path: Path) -> list[dict[str, Any]]:
+            return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+        # The trained policy against the starting one (after SFT) on the same held-out episodes.
+        summary["change"] = paired_change(load(first), load(last))
     atomic_write_json(run_dir / "summary.json", summary)
     plot_run(run_dir)
     return summary

@@ -30,6 +30,10 @@ class CostReward(Reward):
 
     A sorted copy of the window is kept in step with it, so each episode costs a bisect rather
     than a sort.
+
+    ``frozen()`` (used by held-out evaluation) is a copy that never records: every episode is
+    scored against the fixed bounds ``[0, reference_usd]``, so evaluations at different training
+    steps, and of different policies, are comparable.
     """
 
     name = "cost"
@@ -45,8 +49,17 @@ class CostReward(Reward):
         self.warmup, self.reference_usd = warmup, reference_usd
         self.history: deque[float] = deque(maxlen=window)
         self._sorted: list[float] = []  # the window, ascending
+        self._frozen = False
+
+    def frozen(self) -> CostReward:
+        copy = CostReward(window=self.window, low=self.low, high=self.high, warmup=self.warmup,
+                          reference_usd=self.reference_usd)
+        copy._frozen = True
+        return copy
 
     def _record(self, cost: float) -> None:
+        if self._frozen:
+            return
         if len(self.history) == self.window:
             del self._sorted[bisect_left(self._sorted, self.history[0])]
         self.history.append(cost)

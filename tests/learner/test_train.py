@@ -98,6 +98,14 @@ def test_train_writes_metrics_checkpoints_model_and_curves(tiny_chat_model, tmp_
                  "model/config.json", "checkpoints/latest"):
         assert (tmp_path / name).exists(), name
     assert checkpoint.latest(tmp_path).name == "step-2"
+    # Per-episode records of the start and end evaluations, and their paired comparison.
+    start = [json.loads(x) for x in (tmp_path / "eval/step-00000.jsonl").read_text().splitlines()]
+    end = [json.loads(x) for x in (tmp_path / "eval/step-00002.jsonl").read_text().splitlines()]
+    assert len(start) == len(end) == 2
+    change = summary["change"]
+    assert change["episodes"] == 2
+    assert change["reward_diff"] == pytest.approx(
+        sum(e["reward"] for e in end) / 2 - sum(s["reward"] for s in start) / 2)
 
 
 def test_resume_refuses_a_different_config(tiny_chat_model, tmp_path):

@@ -74,6 +74,27 @@ def test_cost_rolling_percentiles():
     assert reward(_episode(cost=1e-6)).total == 0.0
 
 
+def test_frozen_cost_scores_against_fixed_bounds_and_never_records():
+    live = CostReward(warmup=2, reference_usd=1e-4)
+    for c in (1e-6, 2e-6, 3e-6):
+        live(_episode(cost=c))
+    frozen = live.frozen()
+    assert live.bounds() != (0.0, 1e-4)
+    for _ in range(50):
+        assert frozen(_episode(cost=5e-5)).total == pytest.approx(-0.5)  # cost / reference
+    assert frozen.bounds() == (0.0, 1e-4) and frozen.state_dict() == {"history": []}
+    assert len(live.history) == 3  # the copy shares nothing with the original
+
+
+def test_frozen_composite_freezes_each_component():
+    reward = compose("cost+outcome", options={"cost": {"warmup": 1, "reference_usd": 1e-4}})
+    frozen = reward.frozen()
+    assert frozen.weights == reward.weights and frozen.range == reward.range
+    for _ in range(5):
+        assert frozen(_episode(cost=5e-5)).components["cost"] == pytest.approx(-0.5)
+    assert frozen.state_dict()["cost"] == {"history": []}
+
+
 def test_cost_state_round_trip_is_exact():
     a = CostReward(warmup=3)
     for c in (1e-5, 3e-5, 2e-5, 8e-5):
