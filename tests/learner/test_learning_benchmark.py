@@ -7,15 +7,21 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_router_learning_benchmark_on_a_tiny_model(tiny_chat_model, tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "router_learning", ROOT / "benchmarks" / "router_learning.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["router_learning"] = bench
-    spec.loader.exec_module(bench)
+    bench = _load("router_learning")
     out = tmp_path / "router_learning.json"
     report = bench.main(["--seeds", "3", "--episodes", "4", "--work", str(tmp_path / "work"),
                          "--output", str(out), "--", f"model={tiny_chat_model}",
@@ -31,3 +37,18 @@ def test_router_learning_benchmark_on_a_tiny_model(tiny_chat_model, tmp_path):
     assert saved["strongest"]["accuracy"] > 0.5
     assert (tmp_path / "router_learning" / "seed-3" / "metrics.jsonl").is_file()
     assert (tmp_path / "router_learning.png").is_file()
+
+
+def test_grpo_vs_trl_benchmark_on_a_tiny_model(tiny_chat_model, tmp_path):
+    pytest.importorskip("trl", reason="trl is the benchmark's own dependency (extra 'bench')")
+    bench = _load("grpo_vs_trl")
+    out = tmp_path / "grpo_vs_trl.json"
+    report = bench.main(["--model", str(tiny_chat_model), "--group-size", "2", "--length", "6",
+                         "--steps", "2", "--output", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["ratio"] == pytest.approx(report["ratio"]) and saved["ratio"] > 0
+    for side in ("gymrl", "trl"):
+        assert saved[side]["timed_steps"] == 2
+        assert 0 < saved[side]["mean_completion_length"] <= 6
+        assert saved[side]["mfu"] > 0
+    assert saved["machine"]["matmul_ceiling_flops"] > 0

@@ -1,0 +1,258 @@
+"""gymrl's GRPO step against TRL's ``GRPOTrainer``: same model, prompts, G, length and steps.
+
+Both sides train SmolLM2-135M-Instruct (the embedded model; ``--model`` for another) with full
+fine-tuning, ``beta=0`` (no reference model), ``loss_type=grpo``, group scaling, temperature 1,
+no top-k/top-p, on the first-turn prompts of the ``router`` env (``env.max_turns=1``: one
+policy turn per episode), scored by the env's own ``cost+outcome`` reward (TRL gets it as a
+reward function that plays the completion in a gymrl env). One prompt per step, G completions,
+at most ``--length`` new tokens each. The tasks are the ones gymrl's trainer draws, in the
+same order, so both sides see the same prompts.
+
+gymrl stops a completion at the env's stop strings (``</search>``, ``</answer>``) or EOS; TRL
+stops at EOS or the length. The rate compared is policy (completion) tokens per second of
+wall time over the timed steps (after one untimed warm-up step on each side), and the mean
+completion length of each side is reported next to it.
+
+MFU: model FLOPs per step are ``2 N`` per token run forward only (prompt and completion tokens
+during generation) plus ``6 N`` per token trained (prompt and completion, forward and backward),
+N the parameter count, counted from each side's own tokens, divided by the wall time and by the
+fp32 matmul ceiling measured here (``torch.mm`` of 2048x2048 matrices on the same threads).
+
+Usage::
+
+    pip install "trl==1.16.0" torch==2.13.0    # benchmark-only dependency
+    python benchmarks/grpo_vs_trl.py                   # G=8, 32 tokens, 5 timed steps
+    python benchmarks/grpo_vs_trl.py --steps 3 --group-size 4
+
+Writes ``benchmarks/results/grpo_vs_trl.json`` (numbers, config, machine and versions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from gymrl.results import atomic_write_json
+
+ROOT = Path(__file__).resolve().parent
+ENV_OPTIONS = {"max_turns": 1}
+REWARD = "cost+outcome"
+
+
+def matmul_ceiling(size: int = 2048, repeats: int = 10) -> float:
+    """fp32 FLOP/s of a large square matmul on this machine and thread count."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(a, b)
+    return 2 * size ** 3 * repeats / (time.perf_counter() - start)
+
+
+def gymrl_cfg(model: str, group_size: int, length: int, steps: int, lr: float, seed: int,
+              out: Path) -> dict[str, Any]:
+    from gymrl.config import load_config, to_container
+    from gymrl.learner.config import TrainConfig
+
+    return to_container(load_config(TrainConfig, [
+        f"model={model}", "env=router", "env.max_turns=1", f"reward={REWARD}",
+        "learner.groups=1", f"learner.group_size={group_size}", f"learner.steps={steps}",
+        "learner.lora=false", "learner.loss_type=grpo", "learner.beta=0",
+        f"learner.lr={lr}", f"learner.micro_batch={group_size}",
+        f"rollout.max_new_tokens={length}", f"rollout.batch_size={group_size}",
+        "sft.steps=0", f"seed={seed}", f"output_dir={out}", "progress=false"]))
+
+
+def drawn_tasks(cfg: dict[str, Any], steps: int) -> list[str]:
+    """The task ids gymrl's trainer draws at each step (first env of each group)."""
+    from gymrl.make import make_env
+
+    env = make_env("router", split="train", **ENV_OPTIONS)
+    ids = []
+    for step in range(steps):
+        env.reset(seed=cfg["seed"] * 1_000_003 + step)  # groups=1: task_seed of Trainer
+        ids.append(env.unwrapped.episode.task.id)
+    return ids
+
+
+def run_gymrl(cfg: dict[str, Any], steps: int) -> dict[str, Any]:
+    from gymrl.learner.train import Trainer, prepare_run
+
+    cfg, run_dir = prepare_run(cfg)
+    trainer = Trainer(cfg, run_dir)
+    rows = []
+    for step in range(steps + 1):  # step 0: warm-up, untimed
+        start = time.perf_counter()
+        metrics = trainer.grpo_step()
+        wall = time.perf_counter() - start
+        if step:
+            rows.append({"wall_s": wall, "completion_tokens": metrics["tokens/policy"],
+                         "rollout_s": metrics["time/rollout_s"],
+                         "train_s": metrics["time/train_s"]})
+    return {"steps": rows, "n_params": sum(p.numel() for p in trainer.model.parameters())}
+
+
+def run_trl(model: str, task_ids: list[str], group_size: int, length: int, lr: float,
+            seed: int, out: Path) -> dict[str, Any]:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from gymrl.make import make_env, make_reward
+
+    env = make_env("router", split="train", reward=make_reward("router", {"spec": REWARD}),
+                   **ENV_OPTIONS)
+    rows = []
+    for task_id in task_ids:
+        _, info = env.reset(options={"task_id": task_id})
+        rows.append({"prompt": info["messages"], "task_id": task_id})
+
+    def env_reward(prompts: list, completions: list, task_id: list[str], **_: Any) -> list[float]:
+        rewards = []
+        for completion, tid in zip(completions, task_id, strict=True):
+            env.reset(options={"task_id": tid})
+            text = completion[-1]["content"] if isinstance(completion, list) else completion
+            _, reward, *_ = env.step(text)
+            rewards.append(float(reward))
+        return rewards
+
+    times: list[float] = []
+    logs: list[dict[str, float]] = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            times.append(time.perf_counter())
+
+        def on_log(self, args: Any, state: Any, control: Any, logs_: Any = None,
+                   **kw: Any) -> None:
+            logs.append(dict(kw.get("logs") or logs_ or {}))
+
+    tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")
+    policy = AutoModelForCausalLM.from_pretrained(model, dtype="float32")
+    args = GRPOConfig(
+        output_dir=str(out), per_device_train_batch_size=group_size, num_generations=group_size,
+        max_completion_length=length, max_steps=len(task_ids), learning_rate=lr,
+        logging_steps=1, report_to="none", use_cpu=True, bf16=False, beta=0.0,
+        loss_type="grpo", scale_rewards="group", temperature=1.0, top_p=1.0, top_k=0,
+        save_strategy="no", seed=seed, shuffle_dataset=False, disable_dropout=True,
+        dataloader_num_workers=0, max_grad_norm=1.0,
+        # TRL's default recomputes activations (~20% slower); gymrl does not, so neither here.
+        gradient_checkpointing=False)
+    trainer = GRPOTrainer(model=policy, reward_funcs=env_reward, args=args,
+                          train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                          callbacks=[Clock()])
+    start = time.perf_counter()
+    trainer.train()
+    marks = [start, *times]
+    step_logs = [log for log in logs if "completions/mean_length" in log]
+    out_rows = []
+    for i in range(1, len(task_ids)):  # step 0: warm-up, untimed
+        out_rows.append({"wall_s": marks[i + 1] - marks[i],
+                         "completion_tokens": step_logs[i]["completions/mean_length"] * group_size})
+    return {"steps": out_rows, "n_params": sum(p.numel() for p in policy.parameters())}
+
+
+def prompt_lengths(model: str, task_ids: list[str]) -> list[int]:
+    from transformers import AutoTokenizer
+
+    from gymrl.make import make_env
+
+    tok = AutoTokenizer.from_pretrained(model)
+    env = make_env("router", split="train", **ENV_OPTIONS)
+    lengths = []
+    for task_id in task_ids:
+        _, info = env.reset(options={"task_id": task_id})
+        lengths.append(len(tok.apply_chat_template(info["messages"], add_generation_prompt=True,
+                                                   tokenize=True, return_dict=False)))
+    return lengths
+
+
+def summarise(side: dict[str, Any], prompts: list[int], group_size: int,
+              ceiling: float) -> dict[str, Any]:
+    wall = sum(r["wall_s"] for r in side["steps"])
+    completion = sum(r["completion_tokens"] for r in side["steps"])
+    prompt = sum(prompts[1:len(side["steps"]) + 1]) * group_size
+    n = side["n_params"]
+    flops = 2 * n * (prompt + completion) + 6 * n * (prompt + completion)
+    return {"timed_steps": len(side["steps"]), "wall_s": wall,
+            "s_per_step": wall / len(side["steps"]),
+            "completion_tokens": completion,
+            "mean_completion_length": completion / (group_size * len(side["steps"])),
+            "tokens_per_s": completion / wall, "model_flops": flops,
+            "mfu": flops / wall / ceiling, "per_step": side["steps"]}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--length", type=int, default=32, help="max completion tokens")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps (plus one warm-up)")
+    parser.add_argument("--lr", type=float, default=1e-6)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sides", default="gymrl,trl")
+    parser.add_argument("--output", type=Path, default=ROOT / "results" / "grpo_vs_trl.json")
+    args = parser.parse_args(argv)
+    from gymrl.learner.model import resolve_model
+
+    model = resolve_model(args.model)
+    ceiling = matmul_ceiling()
+    print(f"fp32 matmul ceiling: {ceiling / 1e9:.1f} GFLOP/s", flush=True)
+    report: dict[str, Any] = {
+        "config": {"model": args.model, "group_size": args.group_size,
+                   "max_completion_tokens": args.length, "timed_steps": args.steps,
+                   "lr": args.lr, "seed": args.seed, "env": "router", "env_options": ENV_OPTIONS,
+                   "reward": REWARD, "loss_type": "grpo", "beta": 0.0, "fine_tuning": "full",
+                   "gradient_checkpointing": False},
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "matmul_ceiling_flops": ceiling,
+                    "packages": {p: _version(p) for p in (
+                        "gymrl", "torch", "transformers", "trl", "peft", "accelerate")}}}
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = gymrl_cfg(model, args.group_size, args.length, args.steps + 1, args.lr,
+                        args.seed, Path(tmp) / "gymrl")
+        tasks = drawn_tasks(cfg, args.steps + 1)
+        prompts = prompt_lengths(model, tasks)
+        report["config"]["mean_prompt_tokens"] = sum(prompts) / len(prompts)
+        sides = args.sides.split(",")
+        if "gymrl" in sides:
+            report["gymrl"] = summarise(run_gymrl(cfg, args.steps), prompts, args.group_size,
+                                        ceiling)
+            print(f"gymrl: {report['gymrl']['tokens_per_s']:.1f} tokens/s, "
+                  f"{report['gymrl']['s_per_step']:.1f} s/step, "
+                  f"MFU {report['gymrl']['mfu']:.1%}", flush=True)
+        if "trl" in sides:
+            report["trl"] = summarise(run_trl(model, tasks, args.group_size, args.length, args.lr,
+                                              args.seed, Path(tmp) / "trl"),
+                                      prompts, args.group_size, ceiling)
+            print(f"trl: {report['trl']['tokens_per_s']:.1f} tokens/s, "
+                  f"{report['trl']['s_per_step']:.1f} s/step, "
+                  f"MFU {report['trl']['mfu']:.1%}", flush=True)
+    if "gymrl" in report and "trl" in report:
+        report["ratio"] = report["gymrl"]["tokens_per_s"] / report["trl"]["tokens_per_s"]
+        report["target_ratio"] = 1.5
+        print(f"ratio gymrl/trl: {report['ratio']:.2f} (target >= 1.5)", flush=True)
+    atomic_write_json(args.output, report)
+    return report
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+if __name__ == "__main__":
+    main()
