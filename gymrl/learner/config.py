@@ -18,6 +18,9 @@ class LearnerConfig:
     weight_decay: float = _help("AdamW weight decay", 0.0)
     scale_rewards: str = _help("advantage scaling: group | batch | none", "group")
     loss_type: str = _help("loss aggregation: grpo | dr_grpo | dapo", "grpo")
+    credit: str = _help("episode: every turn gets the episode's advantage; reward_to_go: a "
+                        "turn is credited with what was earned from it on (uses dense per-turn "
+                        "rewards; the same as episode when the env gives none)", "reward_to_go")
     epsilon: float = _help("lower clip range of the ratio", 0.2)
     epsilon_high: float | None = _help("upper clip range (default: epsilon)", None)
     beta: float = _help("weight of the k3 KL to the frozen starting policy (0: no reference)",

@@ -48,6 +48,55 @@ def group_advantages(rewards: Any, groups: Any, scale: str = "group",
     return adv.float(), flat
 
 
+def turn_advantages(rewards: Any, groups: Any, per_turn: list[list[float]],
+                    scale: str = "group", eps: float = 1e-4) -> list[list[float]]:
+    """Reward-to-go advantages: each policy turn is credited only with what came after it.
+
+    For rollout i with episode reward ``R_i`` and dense per-turn rewards ``r_i0, r_i1, ...``
+    (part of ``R_i``), turn t's return is ``G_it = R_i - sum_{k<t} r_ik`` (what was earned from
+    turn t on) and its advantage ``(G_it - mean_g R) / std`` with the same baseline and scale as
+    :func:`group_advantages`. Turn 0's advantage is the episode's; without dense rewards every
+    turn gets the episode's advantage (plain GRPO). A group whose episode rewards are all
+    equal gets zeros, as in :func:`group_advantages`.
+
+    Args:
+        rewards: (B,) episode rewards.
+        groups: (B,) group ids.
+        per_turn: for each rollout, its dense reward per policy turn (may be empty).
+        scale, eps: as in :func:`group_advantages`.
+
+    Returns:
+        For each rollout, one advantage per policy turn (at least one entry).
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale_rewards {scale!r}; allowed: {', '.join(SCALES)}")
+    rewards = rewards.double()
+    out = []
+    for i, dense in enumerate(per_turn):
+        group = rewards[groups == groups[i]]
+        if bool((group == group[0]).all()):  # a flat group carries no signal, dense or not
+            out.append([0.0] * max(len(dense), 1))
+            continue
+        centred = float(rewards[i] - group.mean())
+        divisor = _divisor(rewards, groups, i, scale, eps)
+        advs, earned_before = [], 0.0
+        for t in range(max(len(dense), 1)):
+            advs.append((centred - earned_before) / divisor)
+            earned_before += float(dense[t]) if t < len(dense) else 0.0
+        out.append(advs)
+    return out
+
+
+def _divisor(rewards: Any, groups: Any, i: int, scale: str, eps: float) -> float:
+    """What rollout i's centred reward is divided by under ``scale``."""
+    if scale == "group":
+        r = rewards[groups == groups[i]]
+        return float(r.std(unbiased=True) if r.numel() > 1 else 0.0) + eps
+    if scale == "batch":
+        return float(rewards.std(unbiased=True) if rewards.numel() > 1 else 0.0) + eps
+    return 1.0
+
+
 def per_token_loss(logp: Any, old_logp: Any, advantages: Any, *, epsilon: float = 0.2,
                    epsilon_high: float | None = None, ref_logp: Any = None,
                    beta: float = 0.0) -> tuple[Any, dict[str, Any]]:
@@ -56,6 +105,8 @@ def per_token_loss(logp: Any, old_logp: Any, advantages: Any, *, epsilon: float 
     ``loss = -min(ratio * A, clip(ratio, 1 - eps, 1 + eps_high) * A) + beta * KL`` with
     ``ratio = exp(logp - old_logp)`` and ``KL = exp(ref - logp) - (ref - logp) - 1``.
 
+    ``advantages`` is (B,), one per sequence, or (B, T), one per token (reward-to-go credit).
+
     Returns:
         (loss (B, T), {"ratio", "clipped", "kl"} tensors of shape (B, T) for metrics).
     """
@@ -63,7 +114,7 @@ def per_token_loss(logp: Any, old_logp: Any, advantages: Any, *, epsilon: float 
 
     high = epsilon if epsilon_high is None else epsilon_high
     ratio = torch.exp(logp - old_logp)
-    adv = advantages.unsqueeze(-1)
+    adv = advantages.unsqueeze(-1) if advantages.dim() == 1 else advantages
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1 - epsilon, 1 + high) * adv
     loss = -torch.minimum(unclipped, clipped)

@@ -20,11 +20,19 @@ class Rollout:
     episode: Episode | None = None
     seq: Sequence = field(default_factory=Sequence)
     logprobs: list[float] = field(default_factory=list)
+    turns: int = 0
     done: bool = False
 
     @property
     def reward(self) -> float:
         return self.episode.reward if self.episode is not None else 0.0
+
+    @property
+    def turn_rewards(self) -> list[float]:
+        """The dense reward of each policy turn (0 where the reward gave none)."""
+        if self.episode is None:
+            return []
+        return [t.rewards.get("total", 0.0) for t in self.episode.policy_turns]
 
 
 def reset_group(envs: list[Any], task_seed: int, group: int) -> list[Rollout]:
@@ -60,7 +68,8 @@ def run_rollouts(backend: Any, rollouts: list[Rollout], *,
                 [r.seq.ids for r in chunk], [tuple(r.env.unwrapped.stop) for r in chunk]))
         for r, c in zip(active, completions, strict=True):
             ids = c.token_ids or []
-            r.seq.extend(ids, trainable=True)
+            r.seq.extend(ids, trainable=True, turn=r.turns)
+            r.turns += 1
             r.logprobs.extend(c.logprobs or [])
             _, _, terminated, truncated, info = r.env.step(c.text)
             episode = r.env.unwrapped.episode

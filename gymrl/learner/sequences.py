@@ -14,14 +14,17 @@ from typing import Any
 
 @dataclass
 class Sequence:
-    """One episode as tokens. ``mask[i]`` is 1 where ``ids[i]`` was written by the policy."""
+    """One episode as tokens. ``mask[i]`` is 1 where ``ids[i]`` was written by the policy;
+    ``turn[i]`` is the index of the policy turn that wrote it (-1 for prompt and env tokens)."""
 
     ids: list[int] = field(default_factory=list)
     mask: list[int] = field(default_factory=list)
+    turn: list[int] = field(default_factory=list)
 
-    def extend(self, ids: list[int], trainable: bool) -> None:
+    def extend(self, ids: list[int], trainable: bool, turn: int = -1) -> None:
         self.ids.extend(ids)
         self.mask.extend([int(trainable)] * len(ids))
+        self.turn.extend([turn if trainable else -1] * len(ids))
 
     @property
     def policy_tokens(self) -> int:
@@ -71,10 +74,12 @@ def demonstration(tokenizer: Any, messages: list[dict[str, str]]) -> Sequence:
     first_assistant = next(i for i, m in enumerate(messages) if m["role"] == "assistant")
     seq = Sequence()
     seq.extend(prompt_ids(tokenizer, messages[:first_assistant]), trainable=False)
+    turn = 0
     for i in range(first_assistant, len(messages)):
         if messages[i]["role"] != "assistant":
             continue
-        seq.extend(encode(tokenizer, messages[i]["content"]), trainable=True)
+        seq.extend(encode(tokenizer, messages[i]["content"]), trainable=True, turn=turn)
+        turn += 1
         if i + 1 < len(messages):
             seq.extend(encode(tokenizer, env_suffix(tokenizer, messages[:i + 2],
                                                     ended_with_eos=False)), trainable=False)

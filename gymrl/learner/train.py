@@ -26,10 +26,13 @@ from gymrl.learner.grpo import (
     group_advantages,
     per_token_loss,
     token_logprobs,
+    turn_advantages,
 )
 from gymrl.learner.rollout import Rollout, reset_group, run_rollouts
 from gymrl.learner.sequences import Sequence, demonstration
 from gymrl.results import atomic_write_json, new_run_dir, versions
+
+CREDITS = ("episode", "reward_to_go")
 
 
 def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
@@ -43,6 +46,8 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     if learner["loss_type"] not in LOSS_TYPES:
         raise ConfigError(f"learner.loss_type {learner['loss_type']!r}; allowed: "
                           f"{', '.join(LOSS_TYPES)}")
+    if learner["credit"] not in CREDITS:
+        raise ConfigError(f"learner.credit {learner['credit']!r}; allowed: {', '.join(CREDITS)}")
     if learner["steps"] < 0:
         raise ConfigError(f"learner.steps must be >= 0, got {learner['steps']}")
     for key in ("groups", "group_size", "mu", "micro_batch"):
@@ -267,6 +272,10 @@ class Trainer:
         group_ids = torch.tensor([r.group for r in rollouts])
         advantages, flat = group_advantages(rewards, group_ids, learner["scale_rewards"])
         seqs = [r.seq for r in rollouts]
+        per_turn = None
+        if learner["credit"] == "reward_to_go" and any(any(r.turn_rewards) for r in rollouts):
+            per_turn = turn_advantages(rewards, group_ids, [r.turn_rewards for r in rollouts],
+                                       learner["scale_rewards"])
         n_tokens = sum(s.policy_tokens for s in seqs)
         max_tokens = max(s.policy_tokens for s in seqs)
         # Old log-probs: with one pass the current policy is the old one (ratio 1, detached).
@@ -293,8 +302,10 @@ class Trainer:
                 ids, attention, mask = self.pad([seqs[i] for i in c])
                 logp, entropy = token_logprobs(self.model, ids, attention, mask, temperature)
                 old_logp = old.get(c[0], logp.detach())
+                adv = advantages[c] if per_turn is None else self.token_advantages(
+                    [seqs[i] for i in c], [per_turn[i] for i in c], ids.shape[1])
                 loss_tok, st = per_token_loss(
-                    logp, old_logp, advantages[c], epsilon=learner["epsilon"],
+                    logp, old_logp, adv, epsilon=learner["epsilon"],
                     epsilon_high=learner["epsilon_high"], ref_logp=ref.get(c[0]),
                     beta=learner["beta"])
                 fmask = mask.float()
@@ -349,6 +360,18 @@ class Trainer:
         metrics.update({f"reward/{k}": float(np.mean(v)) for k, v in components.items()})
         metrics.update({f"env/{k}": float(np.mean(v)) for k, v in env_metrics.items()})
         return metrics
+
+    @staticmethod
+    def token_advantages(seqs: list[Sequence], per_turn: list[list[float]], width: int) -> Any:
+        """(B, width) advantages: each policy token gets its turn's advantage, others 0."""
+        import torch
+
+        out = torch.zeros(len(seqs), width)
+        for row, (seq, advs) in enumerate(zip(seqs, per_turn, strict=True)):
+            for col, turn in enumerate(seq.turn):
+                if turn >= 0:
+                    out[row, col] = advs[min(turn, len(advs) - 1)]
+        return out
 
     def reference_logprobs(self, ids: Any, attention: Any, mask: Any, temperature: float) -> Any:
         if self.ref_model is not None:

@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from gymrl.learner.grpo import aggregate, group_advantages, per_token_loss
+from gymrl.learner.grpo import aggregate, group_advantages, per_token_loss, turn_advantages
+from gymrl.learner.sequences import Sequence
+from gymrl.learner.train import Trainer
 
 
 def test_group_advantages_hand_computed():
@@ -117,3 +119,40 @@ def test_shared_head_log_probs_and_gradients_match_the_plain_forward(
     for a, b in zip(plain_grad, fast_grad, strict=True):
         assert torch.allclose(a, b, atol=1e-5)
     assert plain[mask == 0].abs().max() == 0
+
+
+def test_turn_advantages_credit_only_what_came_after():
+    rewards = torch.tensor([1.0, 0.0])
+    groups = torch.tensor([0, 0])
+    # Rollout 0 earned 0.5 at each of its two turns (dense); rollout 1 earned nothing.
+    advs = turn_advantages(rewards, groups, [[0.5, 0.5], [0.0]], "group", eps=0.0)
+    s = math.sqrt(0.5)  # group std
+    assert advs[0] == pytest.approx([0.5 / s, 0.0])  # turn 1 earned 0.5, the baseline's 0.5
+    assert advs[1] == pytest.approx([-0.5 / s])
+
+
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+def test_turn_advantages_without_dense_rewards_are_the_episode_advantages(scale):
+    rewards = torch.tensor([1.0, 0.0, 0.3, 0.5, 2.0, 0.0])
+    groups = torch.tensor([0, 0, 1, 1, 2, 2])
+    episode, _ = group_advantages(rewards, groups, scale)
+    advs = turn_advantages(rewards, groups, [[0.0, 0.0], [], [0.0], [0.0] * 3, [], [0.0]], scale)
+    for i, row in enumerate(advs):
+        assert row == pytest.approx([float(episode[i])] * len(row), abs=1e-6)
+
+
+def test_turn_advantages_of_a_flat_group_are_zero_not_nan():
+    advs = turn_advantages(torch.tensor([1.0, 1.0]), torch.tensor([0, 0]), [[0.5, 0.5], [1.0]])
+    assert advs == [[0.0, 0.0], [0.0]]
+
+
+def test_token_advantages_follow_each_tokens_turn():
+    seq = Sequence()
+    seq.extend([1, 2], trainable=False)
+    seq.extend([3, 4], trainable=True, turn=0)
+    seq.extend([5], trainable=False)
+    seq.extend([6], trainable=True, turn=1)
+    out = Trainer.token_advantages([seq], [[0.7, -0.2]], width=8)
+    assert out[0].tolist() == pytest.approx([0, 0, 0.7, 0.7, 0, -0.2, 0, 0])
+    loss, _ = per_token_loss(torch.zeros(1, 8), torch.zeros(1, 8), out)
+    assert loss[0].tolist() == pytest.approx([0, 0, -0.7, -0.7, 0, 0.2, 0, 0])

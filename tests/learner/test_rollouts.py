@@ -46,6 +46,10 @@ def test_rollouts_record_exact_policy_tokens_and_mask_env_tokens(tiny_chat_model
         assert r.done and r.episode is not None
         policy_ids = [t for turn in r.episode.policy_turns for t in turn.token_ids]
         assert [i for i, m in zip(r.seq.ids, r.seq.mask, strict=True) if m] == policy_ids
+        # Each policy token knows its turn; env tokens have none.
+        assert [t for t in r.seq.turn if t >= 0] == [
+            k for k, turn in enumerate(r.episode.policy_turns) for _ in turn.token_ids]
+        assert [int(t >= 0) for t in r.seq.turn] == r.seq.mask
         assert len(r.logprobs) == len(policy_ids)
         observations = [t.text for t in r.episode.turns[1:] if t.role == "env"]
         if r.episode.truncated:  # the last observation came after the last turn: not trained on

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -13,12 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from gymrl import ConfigError
+from gymrl import ConfigError, Reward, Score, hookimpl
 from gymrl.cli import main
 from gymrl.config import load_config, to_container
 from gymrl.learner import checkpoint
 from gymrl.learner.config import TrainConfig
 from gymrl.learner.train import Trainer, prepare_run, train
+from plugin_helpers import fake_plugin
 
 
 def tiny_args(model: Path, out: Path, *extra: str) -> list[str]:
@@ -63,6 +65,40 @@ def test_kl_to_reference_is_logged_and_zero_at_start(tiny_chat_model, tmp_path):
     cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "learner.beta=0.1"))
     metrics = Trainer(cfg, run_dir).grpo_step()
     assert metrics["kl"] == pytest.approx(0.0, abs=1e-6)  # LoRA starts as the identity
+
+
+class _PerTurnLength(Reward):
+    """A dense test reward: each policy turn earns minus its length / 100."""
+
+    name = "per_turn_length"
+    range = (-math.inf, 0.0)
+
+    def score(self, episode):
+        values = [-len(t.text) / 100 for t in episode.policy_turns]
+        return Score(total=sum(values), per_turn=values)
+
+
+@pytest.mark.parametrize("credit", ["episode", "reward_to_go"])
+def test_dense_per_turn_rewards_reach_the_loss(tiny_chat_model, tmp_path, fresh_registry,
+                                               monkeypatch, credit):
+    @hookimpl
+    def register_rewards(register):
+        register("per_turn_length", _PerTurnLength)
+
+    fresh_registry.add_plugin(*fake_plugin("dense", register_rewards=register_rewards))
+    seen = []
+    original = Trainer.token_advantages
+    monkeypatch.setattr(Trainer, "token_advantages",
+                        staticmethod(lambda *a: seen.append(original(*a)) or seen[-1]))
+    cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "reward=per_turn_length",
+                                        f"learner.credit={credit}", "rollout.max_new_tokens=6"))
+    trainer = Trainer(cfg, run_dir)
+    metrics = trainer.grpo_step()
+    assert math.isfinite(metrics["loss/policy"])
+    if credit == "episode":
+        assert seen == []
+    else:
+        assert seen and all(torch.isfinite(a).all() for a in seen)
 
 
 def test_checkpoint_round_trip_is_exact(tiny_chat_model, tmp_path):
