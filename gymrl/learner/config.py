@@ -32,6 +32,9 @@ class LearnerConfig:
     lora_r: int = _help("LoRA rank", 16)
     lora_alpha: int = _help("LoRA alpha", 32)
     lora_dropout: float = _help("LoRA dropout", 0.0)
+    device: str = _help("where the learner's model trains: cpu, cuda, cuda:N", "cpu")
+    dtype: str = _help("the learner's weights: float32 | bfloat16 (GPU) | float16 | auto",
+                       "float32")
 
 
 @dataclass
@@ -40,6 +43,11 @@ class RolloutConfig:
     top_p: float = _help("nucleus sampling", 1.0)
     max_new_tokens: int = _help("tokens per policy turn", 64)
     batch_size: int = _help("sequences per generate call", 32)
+    backend: str = _help("hf: the learner's own model generates (CPU or GPU); vllm: a vLLM "
+                         "engine on the GPU (extra gymrl[vllm]), weights synced after updates",
+                         "hf")
+    dtype: str = _help("the vllm engine's weights", "bfloat16")
+    gpu_memory_utilization: float = _help("GPU memory share of the vllm engine", 0.3)
 
 
 @dataclass

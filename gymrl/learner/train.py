@@ -33,6 +33,7 @@ from gymrl.learner.sequences import Sequence, demonstration
 from gymrl.results import atomic_write_json, new_run_dir, versions
 
 CREDITS = ("episode", "reward_to_go")
+ROLLOUT_BACKENDS = ("hf", "vllm")
 
 
 def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
@@ -46,6 +47,9 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     if learner["loss_type"] not in LOSS_TYPES:
         raise ConfigError(f"learner.loss_type {learner['loss_type']!r}; allowed: "
                           f"{', '.join(LOSS_TYPES)}")
+    if cfg["rollout"]["backend"] not in ROLLOUT_BACKENDS:
+        raise ConfigError(f"rollout.backend {cfg['rollout']['backend']!r}; allowed: "
+                          f"{', '.join(ROLLOUT_BACKENDS)}")
     if learner["credit"] not in CREDITS:
         raise ConfigError(f"learner.credit {learner['credit']!r}; allowed: {', '.join(CREDITS)}")
     if learner["steps"] < 0:
@@ -108,10 +112,21 @@ class Trainer:
         learner, rollout = cfg["learner"], cfg["rollout"]
         n = learner["groups"] * learner["group_size"]
         self.train_envs = [env_on("train", self.reward) for _ in range(n)]
-        self.backend = HFBackend(resolve_model(cfg["model"]), temperature=rollout["temperature"],
-                                 top_p=rollout["top_p"], max_new_tokens=rollout["max_new_tokens"],
-                                 batch_size=rollout["batch_size"], seed=seed)
-        model = self.backend.model
+        path = resolve_model(cfg["model"])
+        sampling = {"temperature": rollout["temperature"], "top_p": rollout["top_p"],
+                    "max_new_tokens": rollout["max_new_tokens"],
+                    "batch_size": rollout["batch_size"], "seed": seed}
+        # The learner's model (and tokenizer); on the hf rollout path it also generates.
+        self.learner_backend = HFBackend(path, device=learner["device"], dtype=learner["dtype"],
+                                         **sampling)
+        self.backend: Any = self.learner_backend
+        if rollout["backend"] == "vllm":
+            from gymrl.backends.vllm import VLLMBackend
+
+            self.backend = VLLMBackend(path, dtype=rollout["dtype"],
+                                       gpu_memory_utilization=rollout["gpu_memory_utilization"],
+                                       **sampling)
+        model = self.learner_backend.model
         if learner["lora"]:
             from peft import LoraConfig, get_peft_model
 
@@ -120,8 +135,9 @@ class Trainer:
                 lora_dropout=learner["lora_dropout"], task_type="CAUSAL_LM",
                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                 "up_proj", "down_proj"]))
-            self.backend.model = model
+            self.learner_backend.model = model
         self.model = model
+        self.device = self.learner_backend.model.device
         self.ref_model = None
         if learner["beta"] and not learner["lora"]:
             import copy
@@ -155,7 +171,7 @@ class Trainer:
     # -- checkpoints -----------------------------------------------------------------------
     def save(self) -> None:
         checkpoint.save(self.run_dir, self.step, model=self.model, optimizer=self.optimizer,
-                        reward=self.reward, rng=checkpoint.rng_state(self.backend._rng),
+                        reward=self.reward, rng=checkpoint.rng_state(self.learner_backend._rng),
                         extra={"sft_done": self.sft_done},
                         keep=self.cfg["keep_checkpoints"])
 
@@ -165,10 +181,16 @@ class Trainer:
             return False
         state = checkpoint.load(path, model=self.model, optimizer=self.optimizer,
                                 reward=self.reward)
-        checkpoint.set_rng_state(state["rng"], self.backend._rng)
+        checkpoint.set_rng_state(state["rng"], self.learner_backend._rng)
         self.step, self.sft_done = state["step"], state.get("sft_done", True)
         self.trim_metrics(self.step)
+        self.sync_rollout_weights()
         return True
+
+    def sync_rollout_weights(self) -> None:
+        """After an update: a separate rollout engine (vLLM) gets the learner's weights."""
+        if self.backend is not self.learner_backend:
+            self.backend.load_weights(self.model)
 
     # -- SFT warm start --------------------------------------------------------------------
     def sft(self) -> dict[str, float]:
@@ -183,7 +205,7 @@ class Trainer:
         records = run_episodes(lambda: self.env_on("train", self.eval_reward),
                                ScriptedBackend(sft["policy"]), episodes=sft["demos"],
                                seed=10_000 + self.cfg["seed"], batch_size=16)
-        tok = self.backend.tokenizer
+        tok = self.learner_backend.tokenizer
         seqs = []
         for episode, _ in records:
             env = demo_env.unwrapped
@@ -211,6 +233,7 @@ class Trainer:
             group["lr"] = self.cfg["learner"]["lr"]
         self.optimizer.state.clear()  # GRPO starts with fresh moments
         self.sft_done = True
+        self.sync_rollout_weights()
         return {"sft/loss_first": losses[0], "sft/loss_last": losses[-1],
                 "sft/demos": len(seqs), "sft/steps": len(losses)}
 
@@ -218,11 +241,11 @@ class Trainer:
         import torch
 
         width = max(len(s.ids) for s in seqs)
-        pad = self.backend.tokenizer.pad_token_id
+        pad = self.learner_backend.tokenizer.pad_token_id
         ids = torch.tensor([s.ids + [pad] * (width - len(s.ids)) for s in seqs])
         attention = torch.tensor([[1] * len(s.ids) + [0] * (width - len(s.ids)) for s in seqs])
         mask = torch.tensor([s.mask + [0] * (width - len(s.mask)) for s in seqs])
-        return ids, attention, mask
+        return ids.to(self.device), attention.to(self.device), mask.to(self.device)
 
     # -- evaluation ------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
@@ -302,8 +325,9 @@ class Trainer:
                 ids, attention, mask = self.pad([seqs[i] for i in c])
                 logp, entropy = token_logprobs(self.model, ids, attention, mask, temperature)
                 old_logp = old.get(c[0], logp.detach())
-                adv = advantages[c] if per_turn is None else self.token_advantages(
+                adv = (advantages[c] if per_turn is None else self.token_advantages(
                     [seqs[i] for i in c], [per_turn[i] for i in c], ids.shape[1])
+                       ).to(self.device)
                 loss_tok, st = per_token_loss(
                     logp, old_logp, adv, epsilon=learner["epsilon"],
                     epsilon_high=learner["epsilon_high"], ref_logp=ref.get(c[0]),
@@ -327,6 +351,7 @@ class Trainer:
                 grad_norm = math.nan
             self.optimizer.step()
             stats["loss"].append(total)
+        self.sync_rollout_weights()
         train_s = time.perf_counter() - train_start
         self.step += 1
         metrics: dict[str, Any] = {
@@ -424,7 +449,7 @@ def finish(trainer: Trainer) -> dict[str, Any]:
     final = model.merge_and_unload() if hasattr(model, "merge_and_unload") and \
         trainer.cfg["learner"]["lora"] else model
     final.save_pretrained(run_dir / "model", safe_serialization=True)
-    trainer.backend.tokenizer.save_pretrained(run_dir / "model")
+    trainer.learner_backend.tokenizer.save_pretrained(run_dir / "model")
     rows = [json.loads(line) for line in trainer.metrics_path.read_text().splitlines() if line]
     evals = [r for r in rows if "eval/reward" in r]
     summary: dict[str, Any] = {"run_dir": str(run_dir), "steps": trainer.step,
