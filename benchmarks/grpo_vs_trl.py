@@ -13,10 +13,12 @@ stops at EOS or the length. The rate compared is policy (completion) tokens per 
 wall time over the timed steps (after one untimed warm-up step on each side), and the mean
 completion length of each side is reported next to it.
 
-MFU: model FLOPs per step are ``2 N`` per token run forward only (prompt and completion tokens
-during generation) plus ``6 N`` per token trained (prompt and completion, forward and backward),
-N the parameter count, counted from each side's own tokens, divided by the wall time and by the
-fp32 matmul ceiling measured here (``torch.mm`` of 2048x2048 matrices on the same threads).
+MFU: the model FLOPs a step needs are ``2 N`` per token for generation plus ``6 N`` per token
+for training (forward and backward), N the parameter count, over the step's distinct tokens:
+the group's prompt once (the G completions share it) and every completion token, counted from
+each side's own completions. Work a side repeats (encoding the same prompt G times) is not
+model FLOPs, so MFU stays <= 100%. Divided by the wall time and by the fp32 matmul ceiling
+measured here (``torch.mm`` of 2048x2048 matrices on the same threads).
 
 Usage::
 
@@ -179,9 +181,9 @@ def summarise(side: dict[str, Any], prompts: list[int], group_size: int,
               ceiling: float) -> dict[str, Any]:
     wall = sum(r["wall_s"] for r in side["steps"])
     completion = sum(r["completion_tokens"] for r in side["steps"])
-    prompt = sum(prompts[1:len(side["steps"]) + 1]) * group_size
+    prompt = sum(prompts[1:len(side["steps"]) + 1])  # once per group: the rows share it
     n = side["n_params"]
-    flops = 2 * n * (prompt + completion) + 6 * n * (prompt + completion)
+    flops = (2 + 6) * n * (prompt + completion)
     return {"timed_steps": len(side["steps"]), "wall_s": wall,
             "s_per_step": wall / len(side["steps"]),
             "completion_tokens": completion,
