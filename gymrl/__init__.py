@@ -16,13 +16,17 @@ from gymrl.errors import (
     UnknownNameError,
 )
 from gymrl.hookspecs import hookimpl
-from gymrl.make import make_backend, make_env
+from gymrl.make import make_backend, make_env, make_tool
 from gymrl.reward import Reward, Score
 from gymrl.spaces import UTF8Text
+from gymrl.tool import Tool, ToolResult
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Tool",
+    "ToolResult",
+    "make_tool",
     "Backend",
     "BackendError",
     "Completion",

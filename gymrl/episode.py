@@ -89,6 +89,16 @@ class Episode:
             "cost_usd": sum(c.cost_usd for c in calls),
         }
 
+    def format_violations(self) -> list[str]:
+        """Every grammar violation the env recorded: per policy turn, then for the episode.
+
+        Envs record them as facts (``facts["format_violations"]``, a list of strings) on the
+        turn or the episode; format rewards and metrics read them here.
+        """
+        found = [f"turn {i}: {v}" for i, turn in enumerate(self.policy_turns, 1)
+                 for v in turn.facts.get("format_violations", [])]
+        return found + list(self.facts.get("format_violations", []))
+
     @property
     def done(self) -> bool:
         return self.terminated or self.truncated

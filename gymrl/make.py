@@ -100,3 +100,15 @@ def make_backend(spec: str, options: Mapping[str, Any] | None = None) -> Any:
     scheme, _, target = spec.partition(":")
     reg = plugins.get("backend", scheme)
     return build(reg, options, target=target)
+
+
+def make_tool(name: str, options: Mapping[str, Any] | None = None) -> Any:
+    """Build registered tool ``name`` with its options (validated against its factory)."""
+    from gymrl.tool import Tool
+
+    reg = plugins.get("tool", name)
+    tool = build(reg, options)
+    if not isinstance(tool, Tool):
+        raise PluginError(f"tool '{name}' ({reg.where()}) built {type(tool).__name__}, which is "
+                          "not a gymrl.Tool")
+    return tool

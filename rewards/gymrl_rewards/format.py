@@ -5,13 +5,6 @@ from __future__ import annotations
 from gymrl import Episode, Reward, Score
 
 
-def format_violations(episode: Episode) -> list[str]:
-    """Every grammar violation the env recorded, per turn and for the whole episode."""
-    found = [f"turn {i}: {v}" for i, turn in enumerate(episode.policy_turns, 1)
-             for v in turn.facts.get("format_violations", [])]
-    return found + list(episode.facts.get("format_violations", []))
-
-
 class FormatReward(Reward):
     """0 if every policy turn follows the env's tag grammar, else ``penalty``.
 
@@ -30,6 +23,6 @@ class FormatReward(Reward):
         self.range = (self.penalty, 0.0)
 
     def score(self, episode: Episode) -> Score:
-        violations = format_violations(episode)
+        violations = episode.format_violations()
         return Score(total=self.penalty if violations else 0.0,
                      diagnostics={"violations": violations[:8]} if violations else {})

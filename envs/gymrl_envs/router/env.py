@@ -129,8 +129,7 @@ class RouterEnv(LLMEnv):
         answer = episode.facts.get("answer") or ""
         gold = episode.task.answer or []
         calls = [c for c in episode.tool_calls if c.error is None]
-        violations = episode.facts.get("format_violations", []) + [
-            v for t in episode.policy_turns for v in t.facts.get("format_violations", [])]
+        violations = episode.format_violations()
         return {
             "accuracy": exact_match(answer, gold) if answer else 0.0,
             "f1": f1_score(answer, gold) if answer else 0.0,

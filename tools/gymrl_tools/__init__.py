@@ -1,0 +1,1 @@
+"""First-party gymrl tools, registered through the ``gymrl`` entry-point group."""
