@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from gymrl.tags import scan_tags
+
 TAGS = ("think", "search", "answer", "information")
-_TAG_RE = re.compile(r"<(/?)(" + "|".join(TAGS) + r")\s*>", re.IGNORECASE)
 _SEARCH_RE = re.compile(r"^\s*([A-Za-z0-9][\w.\-/]*)\s*:\s*(\S.*?)\s*$", re.DOTALL)
 
 
@@ -35,40 +36,7 @@ class ParsedTurn:
 def parse_turn(text: str, *, require_think: bool = True) -> ParsedTurn:
     """Parse one policy turn; collect violations instead of raising."""
     out = ParsedTurn()
-    elements: list[tuple[str, str]] = []  # (tag, content) in order
-    open_tag: str | None = None
-    open_end = 0
-    cursor = 0
-    for m in _TAG_RE.finditer(text):
-        closing, tag = m.group(1) == "/", m.group(2).lower()
-        if open_tag is None:
-            outside = text[cursor:m.start()]
-            if outside.strip():
-                where = "after </answer>" if elements and elements[-1][0] == "answer" else \
-                    "outside tags"
-                out.violations.append(f"text {where}: {_clip(outside)!r}")
-            if closing:
-                out.violations.append(f"</{tag}> closes nothing")
-                cursor = m.end()
-                continue
-            open_tag, open_end = tag, m.end()
-        elif closing and tag == open_tag:
-            elements.append((tag, text[open_end:m.start()]))
-            open_tag = None
-            cursor = m.end()
-        elif closing:
-            out.violations.append(f"</{tag}> closes <{open_tag}>")
-        else:
-            out.violations.append(f"<{tag}> nested inside <{open_tag}>")
-    if open_tag is not None:
-        out.violations.append(f"<{open_tag}> is never closed")
-    else:
-        tail = text[cursor:]
-        if tail.strip():
-            where = "after </answer>" if elements and elements[-1][0] == "answer" else \
-                "outside tags"
-            out.violations.append(f"text {where}: {_clip(tail)!r}")
-
+    elements, out.violations = scan_tags(text, TAGS, final=("answer",))
     tags = [tag for tag, _ in elements]
     if "information" in tags:
         out.violations.append("<information> is written by the environment, not the policy")
@@ -97,8 +65,3 @@ def parse_turn(text: str, *, require_think: bool = True) -> ParsedTurn:
         else:
             out.model, out.query = m.group(1), m.group(2)
     return out
-
-
-def _clip(text: str, n: int = 40) -> str:
-    text = text.strip()
-    return text if len(text) <= n else text[:n] + "..."

@@ -1,0 +1,67 @@
+"""Strict scanning of tag-grammar turns (``<think>...</think><answer>...</answer>``).
+
+Envs whose protocol is XML-like tags share this scanner: it finds the top-level tagged
+elements in order and reports, instead of raising, text outside tags, unclosed, nested and
+stray closing tags. What the elements must be (which tags, in what order) is the env's rule.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+
+@cache
+def _tag_re(tags: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(r"<(/?)(" + "|".join(map(re.escape, tags)) + r")\s*>", re.IGNORECASE)
+
+
+def scan_tags(text: str, tags: tuple[str, ...],
+              final: tuple[str, ...] = ()) -> tuple[list[tuple[str, str]], list[str]]:
+    """The top-level ``(tag, content)`` elements of ``text``, and the grammar violations.
+
+    Args:
+        text: one policy turn.
+        tags: the tag names the grammar knows (others are plain text).
+        final: tags after which nothing may follow; text after one is reported as
+            ``text after </tag>`` rather than ``text outside tags``.
+    """
+    elements: list[tuple[str, str]] = []
+    violations: list[str] = []
+    open_tag: str | None = None
+    open_end = cursor = 0
+
+    def outside(chunk: str) -> None:
+        if chunk.strip():
+            last = elements[-1][0] if elements else None
+            where = f"after </{last}>" if last in final else "outside tags"
+            violations.append(f"text {where}: {clip(chunk)!r}")
+
+    for m in _tag_re(tags).finditer(text):
+        closing, tag = m.group(1) == "/", m.group(2).lower()
+        if open_tag is None:
+            outside(text[cursor:m.start()])
+            if closing:
+                violations.append(f"</{tag}> closes nothing")
+                cursor = m.end()
+                continue
+            open_tag, open_end = tag, m.end()
+        elif closing and tag == open_tag:
+            elements.append((tag, text[open_end:m.start()]))
+            open_tag = None
+            cursor = m.end()
+        elif closing:
+            violations.append(f"</{tag}> closes <{open_tag}>")
+        else:
+            violations.append(f"<{tag}> nested inside <{open_tag}>")
+    if open_tag is not None:
+        violations.append(f"<{open_tag}> is never closed")
+    else:
+        outside(text[cursor:])
+    return elements, violations
+
+
+def clip(text: str, n: int = 40) -> str:
+    """A short, stripped excerpt for messages."""
+    text = text.strip()
+    return text if len(text) <= n else text[:n] + "..."
