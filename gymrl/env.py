@@ -81,6 +81,7 @@ class LLMEnv(gymnasium.Env[str, str]):
         self.episode = Episode(env=self.name, task=task, seed=seed)
         self.episode.turns.append(Turn(role="env", text=task.prompt))
         system = self.system_prompt()
+        self.episode.system_prompt = system
         self.messages = ([{"role": "system", "content": system}] if system else [])
         self.messages.append({"role": "user", "content": task.prompt})
         return task.prompt, self._info()

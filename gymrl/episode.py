@@ -56,6 +56,7 @@ class Episode:
     env: str
     task: Task
     seed: int | None = None
+    system_prompt: str = ""  # the instructions this episode's policy saw (they may vary by task)
     turns: list[Turn] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
     terminated: bool = False

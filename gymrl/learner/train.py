@@ -208,9 +208,9 @@ class Trainer:
         tok = self.learner_backend.tokenizer
         seqs = []
         for episode, _ in records:
-            env = demo_env.unwrapped
-            messages = ([{"role": "system", "content": env.system_prompt()}]
-                        if env.system_prompt() else [])
+            # Each episode's own instructions: an env may show different tools per task.
+            messages = ([{"role": "system", "content": episode.system_prompt}]
+                        if episode.system_prompt else [])
             for turn in episode.turns:
                 role = "assistant" if turn.role == "policy" else "user"
                 messages.append({"role": role, "content": turn.text})
