@@ -240,7 +240,9 @@ class HFBackend(Backend):
         exact token ids), so what is trained on is exactly what was sampled.
         """
         import torch
-        from transformers import GenerationConfig, StoppingCriteriaList
+        from transformers import DynamicCache
+
+        from gymrl.backends.decode import decode
 
         tok, model = self.tokenizer, self.model
         pad = tok.pad_token_id
@@ -257,44 +259,30 @@ class HFBackend(Backend):
         attention = torch.tensor(
             [[1] * shared + [0] * (width - len(p) + shared) + [1] * (len(p) - shared)
              for p in prompts], device=model.device)
-        prompt_len = shared + width
-        sample = self.temperature > 0
-        config = GenerationConfig(
-            max_new_tokens=self.max_new_tokens,
-            do_sample=sample,
-            # top_k=0: transformers would otherwise default to top_k=50.
-            **({"temperature": self.temperature, "top_p": self.top_p, "top_k": 0}
-               if sample else {}),
-            eos_token_id=model.generation_config.eos_token_id,
-            pad_token_id=pad,
-            return_dict_in_generate=True,
-            output_scores=sample,
-            output_logits=not sample,
-        )
-        criteria = StoppingCriteriaList([_row_stop_criteria(tok, stops, prompt_len)])
         batch_seed = self._rng.getrandbits(63)
         devices = [model.device.index or 0] if model.device.type == "cuda" else []
+        # A stop string of n characters spans at most ~4n tokens (byte-fallback tokenizers).
+        windows = [4 * max((len(s) for s in row), default=0) + 4 for row in stops]
+
+        def finished(row: int, ids: list[int]) -> bool:
+            if not stops[row]:
+                return False
+            tail = tok.decode(ids[-windows[row]:], skip_special_tokens=False,
+                              clean_up_tokenization_spaces=False)
+            return any(s in tail for s in stops[row])
+
         with torch.random.fork_rng(devices=devices), torch.inference_mode():
             torch.manual_seed(batch_seed)
-            cache = None
+            cache = DynamicCache(config=model.config)
             if shared:
-                from transformers import DynamicCache
-
-                cache = DynamicCache(config=model.config)
                 model(input_ids=input_ids[:1, :shared], cache=cache, use_cache=True,
                       logits_to_keep=1)
                 cache.batch_repeat_interleave(len(prompts))
-            result = model.generate(input_ids=input_ids, attention_mask=attention,
-                                    cache=cache, generation_config=config,
-                                    stopping_criteria=criteria)
-            steps = result.scores if sample else result.logits
-            generated = result.sequences[:, prompt_len:]
-            # (batch, steps): log-prob of each chosen token.
-            logp = torch.stack([
-                torch.log_softmax(s.float(), dim=-1).gather(-1, generated[:, t:t + 1]).squeeze(-1)
-                for t, s in enumerate(steps)], dim=1)
-        return [self._completion(generated[i].tolist(), logp[i].tolist(), stops[i],
-                                 len(prompts[i]))
+            generated, logprobs = decode(
+                model, input_ids, attention, cache, max_new_tokens=self.max_new_tokens,
+                temperature=self.temperature, top_p=self.top_p, eos_ids=self._eos_ids,
+                finished=finished)
+        return [self._completion(generated[i], logprobs[i], stops[i], len(prompts[i]))
                 for i in range(len(prompts))]
 
     def _completion(
@@ -352,26 +340,3 @@ def _common_prefix_len(rows: list[list[int]]) -> int:
     while n < shortest - 1 and all(r[n] == first[n] for r in rows):
         n += 1
     return n
-
-
-def _row_stop_criteria(tokenizer: Any, stops: list[tuple[str, ...]], prompt_len: int) -> Any:
-    """A stopping criterion that ends each row at its own request's stop strings."""
-    import torch
-    from transformers import StoppingCriteria
-
-    # A stop string of n characters spans at most ~4n tokens (byte-fallback tokenizers).
-    windows = [4 * max((len(s) for s in row), default=0) + 4 for row in stops]
-
-    class RowStops(StoppingCriteria):
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-            for i, row in enumerate(stops):
-                if not row:
-                    continue
-                start = max(prompt_len, input_ids.shape[1] - windows[i])
-                tail = tokenizer.decode(input_ids[i, start:].tolist(), skip_special_tokens=False,
-                                        clean_up_tokenization_spaces=False)
-                done[i] = any(s in tail for s in row)
-            return done
-
-    return RowStops()

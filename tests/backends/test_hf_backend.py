@@ -286,3 +286,41 @@ def test_shared_prompt_head_is_encoded_once_with_the_same_result(model_dir: Path
     assert [c.token_ids for c in a] == [c.token_ids for c in b]
     for x, y in zip(a, b, strict=True):
         assert x.logprobs == pytest.approx(y.logprobs, abs=1e-4)
+
+
+def test_decode_loop_matches_transformers_generate_greedy(model_dir: Path) -> None:
+    """Rows leave the batch as they finish; what each row generates is unchanged."""
+    import torch
+    from transformers import DynamicCache
+
+    from gymrl.backends.decode import decode
+
+    backend = HFBackend(str(model_dir), temperature=0, max_new_tokens=10)
+    tok, model = backend.tokenizer, backend.model
+    prompts = [tok(f"user : {q} [SEP] assistant :")["input_ids"]
+               for q in ("capital of france", "who wrote hamlet please", "two")]
+    width = max(map(len, prompts))
+    ids = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in prompts])
+    attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    stop_after = {0: 3, 1: 10, 2: 6}  # rows finish at different steps
+    with torch.inference_mode():
+        got, logps = decode(model, ids, attention, DynamicCache(config=model.config),
+                            max_new_tokens=10, temperature=0, top_p=1.0, eos_ids=set(),
+                            finished=lambda row, gen: len(gen) >= stop_after[row])
+        reference = model.generate(input_ids=ids, attention_mask=attention, do_sample=False,
+                                   max_new_tokens=10, eos_token_id=None,
+                                   pad_token_id=tok.pad_token_id)[:, width:]
+    for row, n in stop_after.items():
+        assert got[row] == reference[row, :n].tolist()
+        assert len(logps[row]) == n and all(lp <= 0 for lp in logps[row])
+
+
+def test_top_p_filter_keeps_the_nucleus() -> None:
+    import torch
+
+    from gymrl.backends.decode import top_p_filter
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = torch.isfinite(top_p_filter(logits, 0.8))[0].tolist()
+    assert kept == [True, True, False, False]
+    assert torch.isfinite(top_p_filter(logits, 0.01))[0].tolist() == [True, False, False, False]

@@ -1,0 +1,90 @@
+"""A batched decoding loop for causal LMs that drops each row as soon as it finishes.
+
+``model.generate`` keeps every row of a batch running until the last one stops, so one long
+answer makes the whole batch pay for it; here a row that hits EOS or one of its stop strings
+leaves the batch (its KV cache rows are dropped), and the rest continue. Sampling matches
+transformers' ``generate`` with ``temperature`` and ``top_p`` (``top_k`` off): the logits are
+divided by the temperature, the top-p nucleus is kept (at least one token), and a token is drawn
+from the renormalised distribution; greedy decoding (``temperature == 0``) takes the arg-max.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def top_p_filter(scores: Any, top_p: float) -> Any:
+    """Logits outside the smallest set whose probability reaches ``top_p`` become -inf."""
+    import torch
+
+    sorted_logits, sorted_idx = torch.sort(scores, descending=False)
+    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    remove = cumulative <= (1 - top_p)
+    remove[..., -1:] = False  # keep at least the most likely token
+    return scores.masked_fill(remove.scatter(1, sorted_idx, remove), float("-inf"))
+
+
+def decode(model: Any, input_ids: Any, attention: Any, cache: Any, *, max_new_tokens: int,
+           temperature: float, top_p: float, eos_ids: set[int],
+           finished: Callable[[int, list[int]], bool]) -> tuple[list[list[int]],
+                                                                 list[list[float]]]:
+    """Generate for every row of a left-padded batch until it finishes or runs out of tokens.
+
+    Args:
+        model: a transformers causal LM.
+        input_ids: (B, T) prompt ids; padding may sit anywhere, ``attention`` marks it.
+        attention: (B, T) 1 for real tokens.
+        cache: a ``DynamicCache`` already holding the KV of a head of ``input_ids`` (the rows'
+            shared prompt head), or an empty one.
+        max_new_tokens: most tokens per row.
+        temperature: 0 for greedy decoding.
+        top_p: nucleus mass (1 keeps everything).
+        eos_ids: token ids that end a row.
+        finished: ``finished(row, generated_ids)`` says whether row's text hit a stop string.
+
+    Returns:
+        (generated ids per row, log-prob of each under the distribution it was drawn from; for
+        greedy decoding, under the raw logits).
+    """
+    import torch
+
+    n = input_ids.shape[0]
+    done_len = cache.get_seq_length()
+    position = (attention.long().cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=input_ids[:, done_len:], attention_mask=attention,
+                position_ids=position[:, done_len:], cache=cache, use_cache=True,
+                logits_to_keep=1)
+    rows = torch.arange(n)
+    generated: list[list[int]] = [[] for _ in range(n)]
+    logprobs: list[list[float]] = [[] for _ in range(n)]
+    logits = out.logits[:, -1, :].float()
+    for step in range(max_new_tokens):
+        if temperature > 0:
+            scores = logits / temperature
+            if top_p < 1.0:
+                scores = top_p_filter(scores, top_p)
+            logp_all = torch.log_softmax(scores, dim=-1)
+            tokens = torch.multinomial(logp_all.exp(), num_samples=1).squeeze(1)
+        else:
+            logp_all = torch.log_softmax(logits, dim=-1)
+            tokens = logits.argmax(dim=-1)
+        chosen = logp_all.gather(1, tokens[:, None]).squeeze(1).tolist()
+        keep = []
+        for b, (row, token) in enumerate(zip(rows.tolist(), tokens.tolist(), strict=True)):
+            generated[row].append(token)
+            logprobs[row].append(chosen[b])
+            if token not in eos_ids and not finished(row, generated[row]):
+                keep.append(b)
+        if not keep or step == max_new_tokens - 1:
+            break
+        if len(keep) < len(rows):  # finished rows leave the batch, with their cache rows
+            index = torch.tensor(keep, device=tokens.device)
+            cache.batch_select_indices(index)
+            attention, rows, tokens = attention[index], rows[index.cpu()], tokens[index]
+        attention = torch.cat([attention, attention.new_ones(len(keep), 1)], dim=1)
+        position = attention.long().sum(-1, keepdim=True) - 1
+        out = model(input_ids=tokens[:, None], attention_mask=attention, position_ids=position,
+                    cache=cache, use_cache=True)
+        logits = out.logits[:, -1, :].float()
+    return generated, logprobs
