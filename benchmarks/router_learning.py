@@ -18,6 +18,7 @@ Usage::
 
     python benchmarks/router_learning.py                 # 3 seeds, ~25 min each on 2 cores
     python benchmarks/router_learning.py --seeds 0 --episodes 50 -- learner.steps=4
+    python benchmarks/router_learning.py --seeds 2     # adds seed 2 to the saved seeds
 
 Writes ``benchmarks/results/router_learning.json`` (per seed: the change, wall time, and the
 run's metrics/summary/curves copied under ``benchmarks/results/router_learning/seed-N``) and
@@ -139,11 +140,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "episodes": args.episodes, "strongest": strongest, "seeds": [],
         "versions": versions()}
     keep_root = args.output.with_suffix("")
+    if args.output.is_file():  # seeds measured earlier with the same command are kept
+        earlier = json.loads(args.output.read_text())
+        if earlier.get("command") == report["command"]:
+            report["seeds"] = [s for s in earlier["seeds"] if s["seed"] not in args.seeds]
     for seed in args.seeds:
         row = run_seed(seed, args.episodes, args.work, args.overrides,
                        keep_root / f"seed-{seed}")
         row["checks"] = verdict(row["change"], strongest)
-        report["seeds"].append(row)
+        report["seeds"] = sorted([*report["seeds"], row], key=lambda s: s["seed"])
         report["all_pass"] = all(all(s["checks"].values()) for s in report["seeds"])
         atomic_write_json(args.output, report)  # after every seed: a stop loses nothing
         c = row["change"]
