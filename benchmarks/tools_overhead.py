@@ -1,0 +1,134 @@
+"""Tool call latency and tools-env speed with scripted policies.
+
+1. Latency per call of each first-party tool (``calculator`` through its sandbox, ``search``
+   with the bm25 backend over the generated corpus, ``kv_store``): the first call (worker start,
+   index build) and then median and 95th percentile over ``--calls`` calls with varied inputs.
+   Target: <= 5 ms per call for calculator and bm25 search (median, warm).
+2. The ``tools`` env's episodes/s per family with the ``oracle`` and ``random_tools`` policies
+   (tool calls included), through ``gymrl.evaluate.run_episodes`` as ``gymrl eval`` runs it.
+
+Usage::
+
+    python benchmarks/tools_overhead.py
+    python benchmarks/tools_overhead.py --calls 100 --episodes 100 --no-plot
+
+Writes ``benchmarks/results/tools_overhead.json`` (and ``.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from gymrl.results import atomic_write_json, versions
+
+ROOT = Path(__file__).resolve().parent
+TARGET_MS = 5.0
+
+
+def _inputs(name: str, n: int) -> list[dict[str, Any]]:
+    if name == "calculator":
+        return [{"expression": f"{101 + i}*{37 + i % 50} - {i}/7 + 2^{i % 20}"} for i in range(n)]
+    if name == "search":
+        from gymrl_tools.corpus import generate_corpus, generate_questions
+
+        questions = generate_questions(generate_corpus(0), seed=0)
+        return [{"query": questions[i % len(questions)].question} for i in range(n)]
+    return [{"op": "set", "key": f"k{i % 50}", "value": str(i)} if i % 2 else
+            {"op": "get", "key": f"k{(i - 1) % 50}"} for i in range(n)]
+
+
+def tool_latency(name: str, calls: int) -> dict[str, Any]:
+    from gymrl import make_tool
+
+    start = time.perf_counter()
+    tool = make_tool(name)
+    tool.reset(0)
+    inputs = _inputs(name, calls + 1)
+    first = tool(inputs[0])
+    first_s = time.perf_counter() - start
+    times, errors = [], 0
+    for args in inputs[1:]:
+        t = time.perf_counter()
+        result = tool(args)
+        times.append(time.perf_counter() - t)
+        errors += not result.ok
+    tool.close()
+    ms = sorted(1000 * t for t in times)
+    return {"tool": name, "first_call_ms": 1000 * first_s, "first_ok": first.ok,
+            "median_ms": statistics.median(ms), "p95_ms": ms[int(0.95 * (len(ms) - 1))],
+            "calls": len(ms), "errors": errors,
+            "meets_target": statistics.median(ms) <= TARGET_MS if name != "kv_store" else None}
+
+
+def env_speed(family: str, policy: str, episodes: int) -> dict[str, Any]:
+    from gymrl.backends.scripted import ScriptedBackend
+    from gymrl.evaluate import run_episodes
+    from gymrl.make import make_env
+
+    run_episodes(lambda: make_env("tools", families=family), ScriptedBackend(policy),
+                 episodes=4, seed=10_000)  # warm: tools built, index and worker started
+    start = time.perf_counter()
+    records = run_episodes(lambda: make_env("tools", families=family), ScriptedBackend(policy),
+                           episodes=episodes, seed=0)
+    elapsed = time.perf_counter() - start
+    calls = sum(len(e.tool_calls) for e, _ in records)
+    return {"family": family, "policy": policy, "episodes": episodes,
+            "episodes_per_s": episodes / elapsed, "calls_per_episode": calls / episodes}
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    tools = report["tools"]
+    a.bar([t["tool"] for t in tools], [t["median_ms"] for t in tools], label="median")
+    a.scatter([t["tool"] for t in tools], [t["p95_ms"] for t in tools], color="black",
+              label="p95", zorder=3)
+    a.axhline(TARGET_MS, color="gray", linestyle="--", label=f"target {TARGET_MS:g} ms")
+    a.set_ylabel("ms per call (warm)")
+    a.legend(fontsize=8)
+    rows = report["env"]
+    b.barh([f"{r['family']}/{r['policy']}" for r in rows], [r["episodes_per_s"] for r in rows])
+    b.set_xlabel("episodes/s")
+    fig.suptitle("tools: call latency and env speed (2 CPU cores)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--episodes", type=int, default=300)
+    parser.add_argument("--output", type=Path, default=ROOT / "results" / "tools_overhead.json")
+    parser.add_argument("--no-plot", action="store_true")
+    args = parser.parse_args(argv)
+    report: dict[str, Any] = {
+        "target_ms": TARGET_MS,
+        "tools": [tool_latency(name, args.calls) for name in ("calculator", "search",
+                                                             "kv_store")],
+        "env": [env_speed(family, policy, args.episodes)
+                for family in ("function_calling", "arithmetic", "retrieval")
+                for policy in ("oracle", "random_tools")],
+        "machine": {"platform": platform.platform()}, "versions": versions()}
+    for t in report["tools"]:
+        print(f"{t['tool']:>10}: first {t['first_call_ms']:.0f} ms, median "
+              f"{t['median_ms']:.2f} ms, p95 {t['p95_ms']:.2f} ms")
+    for r in report["env"]:
+        print(f"{r['family']:>16} {r['policy']:>12}: {r['episodes_per_s']:.0f} episodes/s")
+    atomic_write_json(args.output, report)
+    if not args.no_plot:
+        plot(report, args.output.with_suffix(".png"))
+    return report
+
+
+if __name__ == "__main__":
+    main()

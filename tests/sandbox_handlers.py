@@ -1,0 +1,121 @@
+"""Handlers for tests/test_sandbox.py, imported by the sandbox worker (not by the tests).
+
+Each one tries something a sandboxed call must not be able to do, or checks a limit.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import socket
+import subprocess
+import threading
+import time
+from typing import Any
+
+STATE = {"calls": 0}
+
+
+def echo(payload: dict) -> dict:
+    return {"echo": payload}
+
+
+def loop_forever(payload: dict) -> dict:
+    while True:
+        pass
+
+
+def sleep_forever(payload: dict) -> dict:
+    time.sleep(3600)
+    return {}
+
+
+def allocate(payload: dict) -> dict:
+    block = bytearray(payload.get("bytes", 2 * 1024**3))
+    return {"allocated": len(block)}
+
+
+def open_socket(payload: dict) -> dict:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(1)
+        s.connect(("1.1.1.1", 80))
+    return {"connected": True}
+
+
+def fork(payload: dict) -> dict:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    return {"forked": pid}
+
+
+def run_process(payload: dict) -> dict:
+    return {"output": subprocess.run(["id"], capture_output=True, text=True).stdout}
+
+
+def exec_program(payload: dict) -> dict:
+    os.execv("/bin/true", ["true"])
+    return {}
+
+
+def write_file(payload: dict) -> dict:
+    with open(payload["path"], "w") as f:
+        f.write("written from the sandbox")
+    return {"written": True}
+
+
+def kill_worker(payload: dict) -> dict:
+    os.kill(os.getppid(), signal.SIGKILL)
+    return {"killed": True}
+
+
+def raise_limit(payload: dict) -> dict:
+    resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    return {"raised": True}
+
+
+def use_thread(payload: dict) -> dict:
+    out: list[int] = []
+    thread = threading.Thread(target=lambda: out.append(42))
+    thread.start()
+    thread.join()
+    return {"out": out}
+
+
+def fail(payload: dict) -> dict:
+    raise ValueError("bad input")
+
+
+def huge_output(payload: dict) -> dict:
+    return {"text": "x" * 5_000_000}
+
+
+def not_a_dict(payload: dict) -> Any:
+    return [1, 2, 3]
+
+
+def exit_early(payload: dict) -> dict:
+    os._exit(3)
+
+
+def count_calls(payload: dict) -> dict:
+    STATE["calls"] += 1  # a fresh child per call: always 1
+    return {"calls": STATE["calls"]}
+
+
+def limits(payload: dict) -> dict:
+    names = ("RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_CORE")
+    return {name: list(resource.getrlimit(getattr(resource, name))) for name in names}
+
+
+def environment(payload: dict) -> dict:
+    return {"env": dict(os.environ)}
+
+
+def exists(payload: dict) -> dict:
+    return {path: os.path.exists(path) for path in payload["paths"]}
+
+
+HANDLERS = {name: fn for name, fn in list(globals().items())
+            if callable(fn) and getattr(fn, "__module__", None) == __name__}
