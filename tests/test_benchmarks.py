@@ -28,3 +28,14 @@ def test_env_overhead_writes_json(tmp_path):
     for row in report["results"]:
         assert row["episodes_per_s"] > 0 and 0 < row["env_share"] < 1
     assert report["machine"]["packages"]["gymrl"] == "0.1.0"
+
+
+def test_tools_overhead_writes_json(tmp_path):
+    bench = _load("tools_overhead")
+    out = tmp_path / "tools_overhead.json"
+    bench.main(["--calls", "5", "--episodes", "8", "--output", str(out), "--no-plot"])
+    report = json.loads(out.read_text())
+    assert {t["tool"] for t in report["tools"]} == {"calculator", "search", "kv_store"}
+    assert all(t["errors"] == 0 and t["first_ok"] for t in report["tools"])
+    assert {r["family"] for r in report["env"]} == {"function_calling", "arithmetic",
+                                                    "retrieval"}
