@@ -38,8 +38,9 @@ def _inputs(name: str, n: int) -> list[dict[str, Any]]:
 
         questions = generate_questions(generate_corpus(0), seed=0)
         return [{"query": questions[i % len(questions)].question} for i in range(n)]
-    return [{"op": "set", "key": f"k{i % 50}", "value": str(i)} if i % 2 else
-            {"op": "get", "key": f"k{(i - 1) % 50}"} for i in range(n)]
+    # Even calls set a key, odd ones read back the key just set.
+    return [{"op": "get", "key": f"k{(i - 1) % 50}"} if i % 2 else
+            {"op": "set", "key": f"k{i % 50}", "value": str(i)} for i in range(n)]
 
 
 def tool_latency(name: str, calls: int) -> dict[str, Any]:
