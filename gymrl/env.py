@@ -24,6 +24,8 @@ class LLMEnv(gymnasium.Env[str, str]):
         stop: stop strings a policy should end its turn at (e.g. ``</search>``).
         scripted_policies: named scripted policies, ``policy(env) -> str``, that read the env's
             privileged state; the ``scripted:`` backend runs them.
+        demo_policy: the scripted policy whose episodes the learner's SFT warm start imitates
+            (``sft.policy`` overrides it).
         episode: the current episode record.
     """
 
@@ -31,6 +33,7 @@ class LLMEnv(gymnasium.Env[str, str]):
     name: ClassVar[str] = ""
     stop: ClassVar[tuple[str, ...]] = ()
     scripted_policies: ClassVar[dict[str, Any]] = {}
+    demo_policy: ClassVar[str] = "oracle"
 
     def __init__(self, *, max_turns: int = 8, max_action_chars: int = 32768,
                  max_observation_chars: int = 65536, render_mode: str | None = None) -> None:

@@ -53,7 +53,8 @@ class RolloutConfig:
 @dataclass
 class SFTConfig:
     steps: int = _help("SFT warm-start steps on scripted demonstrations (0: skip)", 24)
-    policy: str = _help("the env's scripted policy that writes the demonstrations", "random")
+    policy: str | None = _help("the env's scripted policy that writes the demonstrations "
+                               "(default: the env's demo_policy)", None)
     demos: int = _help("demonstration episodes", 128)
     batch_size: int = _help("sequences per SFT step", 8)
     lr: float = _help("SFT learning rate", 1e-3)

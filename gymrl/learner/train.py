@@ -201,9 +201,10 @@ class Trainer:
 
         sft = self.cfg["sft"]
         demo_env = self.env_on("train", self.eval_reward)
-        ScriptedBackend(sft["policy"]).check_env(demo_env.unwrapped)
+        policy = sft["policy"] or demo_env.unwrapped.demo_policy
+        ScriptedBackend(policy).check_env(demo_env.unwrapped)
         records = run_episodes(lambda: self.env_on("train", self.eval_reward),
-                               ScriptedBackend(sft["policy"]), episodes=sft["demos"],
+                               ScriptedBackend(policy), episodes=sft["demos"],
                                seed=10_000 + self.cfg["seed"], batch_size=16)
         tok = self.learner_backend.tokenizer
         seqs = []

@@ -202,3 +202,14 @@ def test_gymrl_train_on_the_embedded_model(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["sft/steps"] == 2 and rows[-1]["step"] == 1
     assert (tmp_path / "curves.png").is_file() and checkpoint.latest(tmp_path).name == "step-1"
+
+
+def test_train_on_the_tools_env_with_its_own_demonstrations(tiny_chat_model, tmp_path):
+    """SFT imitates the env's demo_policy (the tools env's oracle), then GRPO runs."""
+    cfg = tiny_cfg(tiny_chat_model, tmp_path, "env=tools", "env.families=function_calling",
+                   "reward=tool_format+tool_correctness", "sft.steps=2", "sft.demos=4",
+                   "sft.batch_size=2", "learner.steps=1")
+    summary = train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["sft/demos"] == 4 and summary["steps"] == 1
+    assert "reward/tool_correctness" in rows[-1]

@@ -33,6 +33,9 @@ class RouterEnv(LLMEnv):
     name = "router"
     stop = ("</search>", "</answer>")
     scripted_policies = scripted.POLICIES
+    # SFT imitates random routing: the right grammar without one fixed routing choice, so RL
+    # still has something to learn (the oracle reads the experts' luck).
+    demo_policy = "random"
 
     def __init__(self, *, split: str = "train", tasks: str = "generated", pool: str = "simulated",
                  max_calls: int = 4, max_turns: int | None = None, world_seed: int = 0,
