@@ -62,7 +62,8 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
         saved_path = run_dir / "config.yaml"
         if not saved_path.is_file():
             raise ConfigError(f"resume={run_dir}: no config.yaml there (not a gymrl run folder)")
-        saved = OmegaConf.to_container(OmegaConf.load(saved_path))
+        # Keys gymrl gained since the run was written take today's defaults.
+        saved = _with_defaults(OmegaConf.to_container(OmegaConf.load(saved_path)), cfg)
         mine = {k: v for k, v in cfg.items() if k not in ("resume", "output_dir", "progress")}
         theirs = {k: v for k, v in saved.items() if k not in ("resume", "output_dir", "progress")}
         if mine != theirs and cfg.get("_explicit_overrides"):
@@ -80,6 +81,17 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
 
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(clean)))
     return clean, run_dir
+
+
+def _with_defaults(saved: Any, defaults: Any) -> Any:
+    """``saved`` with every key it lacks filled in from ``defaults`` (recursively)."""
+    if not isinstance(saved, dict) or not isinstance(defaults, dict):
+        return saved
+    out = {k: _with_defaults(v, defaults.get(k)) for k, v in saved.items()}
+    for key, value in defaults.items():
+        if key not in out and not key.startswith("_"):
+            out[key] = value
+    return out
 
 
 class Trainer:

@@ -213,3 +213,14 @@ def test_train_on_the_tools_env_with_its_own_demonstrations(tiny_chat_model, tmp
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["sft/demos"] == 4 and summary["steps"] == 1
     assert "reward/tool_correctness" in rows[-1]
+
+
+def test_resume_of_a_run_written_before_a_config_key_existed(tiny_chat_model, tmp_path):
+    train(tiny_cfg(tiny_chat_model, tmp_path, "learner.steps=1"))
+    text = (tmp_path / "config.yaml").read_text()
+    old = "\n".join(line for line in text.splitlines() if "credit:" not in line)
+    (tmp_path / "config.yaml").write_text(old + "\n")  # as an older gymrl wrote it
+    cfg = tiny_cfg(tiny_chat_model, tmp_path, f"resume={tmp_path}", "learner.steps=1")
+    cfg["_explicit_overrides"] = []
+    summary = train(cfg)
+    assert summary["steps"] == 1
