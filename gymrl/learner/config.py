@@ -18,6 +18,10 @@ class LearnerConfig:
     weight_decay: float = _help("AdamW weight decay", 0.0)
     scale_rewards: str = _help("advantage scaling: group | batch | none", "group")
     loss_type: str = _help("loss aggregation: grpo | dr_grpo | dapo", "grpo")
+    action_baseline: bool = _help(
+        "subtract from each advantage the batch mean advantage of rollouts that called the same "
+        "tools (by name, in order): credit for choosing *per task*, not for an action that wins "
+        "on average", False)
     credit: str = _help("episode: every turn gets the episode's advantage; reward_to_go: a "
                         "turn is credited with what was earned from it on (uses dense per-turn "
                         "rewards; the same as episode when the env gives none)", "reward_to_go")

@@ -48,6 +48,24 @@ def group_advantages(rewards: Any, groups: Any, scale: str = "group",
     return adv.float(), flat
 
 
+def action_baseline(advantages: Any, actions: list[Any]) -> Any:
+    """Each advantage minus the batch mean of the advantages of rollouts that took its action.
+
+    ``actions[i]`` is a hashable summary of what rollout i did (the tools or experts it called).
+    The group baseline compares rollouts of one task; across tasks, an action that often wins
+    (the cheapest expert, when luck favours it) is pushed up everywhere at once. Subtracting
+    the action's mean advantage over the batch removes that shared push and keeps what depends
+    on the task (which action is better *here*). An action taken once gets 0.
+    """
+    import torch
+
+    out = advantages.clone()
+    for key in set(actions):
+        idx = torch.tensor([a == key for a in actions])
+        out[idx] = advantages[idx] - advantages[idx].mean()
+    return out
+
+
 def turn_advantages(rewards: Any, groups: Any, per_turn: list[list[float]],
                     scale: str = "group", eps: float = 1e-4) -> list[list[float]]:
     """Reward-to-go advantages: each policy turn is credited only with what came after it.

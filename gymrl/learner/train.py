@@ -22,6 +22,7 @@ from gymrl.learner import checkpoint
 from gymrl.learner.grpo import (
     LOSS_TYPES,
     SCALES,
+    action_baseline,
     aggregate,
     group_advantages,
     per_token_loss,
@@ -307,11 +308,17 @@ class Trainer:
         rewards = torch.tensor([r.reward for r in rollouts])
         group_ids = torch.tensor([r.group for r in rollouts])
         advantages, flat = group_advantages(rewards, group_ids, learner["scale_rewards"])
+        shift = torch.zeros_like(advantages)
+        if learner["action_baseline"]:
+            shifted = action_baseline(advantages, [
+                tuple(c.name for c in r.episode.tool_calls) for r in rollouts])
+            shift, advantages = advantages - shifted, shifted
         seqs = [r.seq for r in rollouts]
         per_turn = None
         if learner["credit"] == "reward_to_go" and any(any(r.turn_rewards) for r in rollouts):
-            per_turn = turn_advantages(rewards, group_ids, [r.turn_rewards for r in rollouts],
-                                       learner["scale_rewards"])
+            per_turn = [[a - float(shift[i]) for a in advs] for i, advs in enumerate(
+                turn_advantages(rewards, group_ids, [r.turn_rewards for r in rollouts],
+                                learner["scale_rewards"]))]
         n_tokens = sum(s.policy_tokens for s in seqs)
         max_tokens = max(s.policy_tokens for s in seqs)
         # Old log-probs: with one pass the current policy is the old one (ratio 1, detached).

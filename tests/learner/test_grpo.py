@@ -156,3 +156,15 @@ def test_token_advantages_follow_each_tokens_turn():
     assert out[0].tolist() == pytest.approx([0, 0, 0.7, 0.7, 0, -0.2, 0, 0])
     loss, _ = per_token_loss(torch.zeros(1, 8), torch.zeros(1, 8), out)
     assert loss[0].tolist() == pytest.approx([0, 0, -0.7, -0.7, 0, 0.2, 0, 0])
+
+
+def test_action_baseline_removes_each_actions_mean_advantage():
+    from gymrl.learner.grpo import action_baseline
+
+    adv = torch.tensor([1.0, 0.5, -1.0, -0.5, 2.0])
+    actions = [("cheap",), ("cheap",), ("big",), ("big",), ("cheap", "big")]
+    out = action_baseline(adv, actions)
+    assert out.tolist() == pytest.approx([0.25, -0.25, -0.25, 0.25, 0.0])
+    for key in set(actions):
+        assert sum(o for o, a in zip(out.tolist(), actions, strict=True) if a == key) == \
+            pytest.approx(0.0)
