@@ -13,6 +13,7 @@ import gymnasium
 
 from gymrl import plugins
 from gymrl.episode import Episode, Task, Turn
+from gymrl.errors import ConfigError
 from gymrl.spaces import UTF8Text
 
 
@@ -58,8 +59,25 @@ class LLMEnv(gymnasium.Env[str, str]):
         return ""
 
     def sample_task(self, options: dict[str, Any] | None) -> Task:
-        """Pick this episode's task using ``self.np_random`` (or ``options['task_id']``)."""
-        raise NotImplementedError
+        """Pick this episode's task: ``options['task_id']`` if given, else one drawn with
+        ``self.np_random`` from the tasks given to :meth:`set_tasks`. Envs without a task list
+        override this.
+        """
+        if not hasattr(self, "_by_id"):
+            raise NotImplementedError(f"{type(self).__name__} must call set_tasks() or override "
+                                      "sample_task()")
+        task_id = (options or {}).get("task_id")
+        if task_id is None:
+            return self.tasks[int(self.np_random.integers(len(self.tasks)))]
+        if task_id not in self._by_id:
+            raise ConfigError(f"unknown task_id {task_id!r} in split "
+                              f"{getattr(self, 'split', None)!r} of {self.name}")
+        return self._by_id[task_id]
+
+    def set_tasks(self, tasks: Any) -> None:
+        """The tasks :meth:`sample_task` draws from (a sequence of Task), indexed by id."""
+        self.tasks = tasks
+        self._by_id = {t.id: t for t in tasks}
 
     def respond(self, action: str, turn: Turn) -> tuple[str, bool]:
         """React to one policy turn: record facts and calls on ``turn``.

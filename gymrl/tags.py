@@ -65,3 +65,40 @@ def clip(text: str, n: int = 40) -> str:
     """A short, stripped excerpt for messages."""
     text = text.strip()
     return text if len(text) <= n else text[:n] + "..."
+
+
+def think_then_action(text: str, *, actions: tuple[str, str], env_tags: tuple[str, ...] = (),
+                      require_think: bool = True
+                      ) -> tuple[str | None, str | None, str, list[str]]:
+    """The common turn rule: ``<think>...</think>`` then exactly one of two action tags.
+
+    Args:
+        text: one policy turn.
+        actions: the two action tags, the second one final (nothing may follow it).
+        env_tags: tags only the env writes (the policy writing one is a violation).
+        require_think: whether a missing ``<think>`` is a violation.
+
+    Returns:
+        (think text, the first action's tag, its raw content, violations).
+    """
+    elements, violations = scan_tags(text, ("think", *actions, *env_tags), final=actions[1:])
+    tags = [tag for tag, _ in elements]
+    for tag in env_tags:
+        if tag in tags:
+            violations.append(f"<{tag}> is written by the environment, not the policy")
+    thinks = [c for tag, c in elements if tag == "think"]
+    found = [(tag, c) for tag, c in elements if tag in actions]
+    if len(thinks) > 1:
+        violations.append("more than one <think>")
+    if not thinks and require_think:
+        violations.append("missing <think>...</think>")
+    think = thinks[0] if thinks else None
+    if not found:
+        a, b = actions
+        violations.append(f"missing <{a}>...</{a}> or <{b}>...</{b}>")
+        return think, None, "", violations
+    if len(found) > 1:
+        violations.append(f"more than one action (<{actions[0]}>/<{actions[1]}>) in one turn")
+    if thinks and tags.index("think") > tags.index(found[0][0]):
+        violations.append("<think> must come before the action")
+    return think, found[0][0], found[0][1], violations

@@ -61,7 +61,7 @@ class RouterEnv(LLMEnv):
             self.tasks = load_qa_jsonl(tasks, split=split)
         else:
             raise ConfigError(f"router tasks {tasks!r}; allowed: 'generated' or a .jsonl path")
-        self._by_id = {t.id: t for t in self.tasks}
+        self.set_tasks(self.tasks)
         if pool == "simulated":
             self.pool: Any = SimulatedPool(world_seed=world_seed)
         elif Path(pool).suffix in (".yaml", ".yml"):
@@ -73,16 +73,6 @@ class RouterEnv(LLMEnv):
 
     def system_prompt(self) -> str:
         return self._system
-
-    def sample_task(self, options: dict[str, Any] | None) -> Task:
-        task_id = (options or {}).get("task_id")
-        if task_id is not None:
-            if task_id not in self._by_id:
-                raise ConfigError(f"unknown task_id {task_id!r} in split {self.split!r}")
-            task = self._by_id[task_id]
-        else:
-            task = self.tasks[int(self.np_random.integers(len(self.tasks)))]
-        return task
 
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from gymrl.tags import scan_tags
+from gymrl.tags import think_then_action
 
-TAGS = ("think", "search", "answer", "information")
 _SEARCH_RE = re.compile(r"^\s*([A-Za-z0-9][\w.\-/]*)\s*:\s*(\S.*?)\s*$", re.DOTALL)
 
 
@@ -36,26 +35,12 @@ class ParsedTurn:
 def parse_turn(text: str, *, require_think: bool = True) -> ParsedTurn:
     """Parse one policy turn; collect violations instead of raising."""
     out = ParsedTurn()
-    elements, out.violations = scan_tags(text, TAGS, final=("answer",))
-    tags = [tag for tag, _ in elements]
-    if "information" in tags:
-        out.violations.append("<information> is written by the environment, not the policy")
-    thinks = [c for tag, c in elements if tag == "think"]
-    actions = [(tag, c) for tag, c in elements if tag in ("search", "answer")]
-    if len(thinks) > 1:
-        out.violations.append("more than one <think>")
-    if thinks:
-        out.think = thinks[0]
-    elif require_think:
-        out.violations.append("missing <think>...</think>")
-    if not actions:
-        out.violations.append("missing <search>...</search> or <answer>...</answer>")
+    out.think, out.action, content, out.violations = think_then_action(
+        text, actions=("search", "answer"), env_tags=("information",),
+        require_think=require_think)
+    if out.action is None:
         return out
-    if len(actions) > 1:
-        out.violations.append("more than one action (<search>/<answer>) in one turn")
-    if thinks and tags.index("think") > tags.index(actions[0][0]):
-        out.violations.append("<think> must come before the action")
-    out.action, out.content = actions[0][0], actions[0][1].strip()
+    out.content = content.strip()
     if out.action == "answer" and not out.content:
         out.violations.append("empty <answer>")
     if out.action == "search":

@@ -82,7 +82,7 @@ class ToolsEnv(LLMEnv):
         super().__init__(max_turns=max_turns, render_mode=render_mode)
         self.split, self.families, self.require_think = split, chosen, require_think
         self.tasks: tuple[Task, ...] = generate_tasks(chosen, split, seed)
-        self._by_id = {t.id: t for t in self.tasks}
+        self.set_tasks(self.tasks)
         self.tool_options: dict[str, dict[str, Any]] = {
             "search": {"backend": search_backend, "corpus_seed": seed},
             "calculator": {"time_limit_s": calculator_time_limit_s},
@@ -116,16 +116,6 @@ class ToolsEnv(LLMEnv):
     def system_prompt(self) -> str:
         specs = [json.dumps(t.spec(), separators=(",", ":")) for t in self.offered().values()]
         return SYSTEM.format(tools="\n".join(specs))
-
-    def sample_task(self, options: dict[str, Any] | None) -> Task:
-        if options and options.get("task_id") is not None:
-            task_id = options["task_id"]
-            if task_id not in self._by_id:
-                raise ValueError(f"no task {task_id!r} in the {self.split} split of tools")
-            task = self._by_id[task_id]
-        else:
-            task = self.tasks[int(self.np_random.integers(len(self.tasks)))]
-        return task
 
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:

@@ -14,9 +14,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from gymrl.tags import clip, scan_tags
+from gymrl.tags import clip, think_then_action
 
-TAGS = ("think", "tool_call", "response", "obs")
 MAX_CALLS_PER_TURN = 5
 
 
@@ -76,26 +75,10 @@ def parse_calls(content: str) -> tuple[list[dict[str, Any]], list[str]]:
 def parse_turn(text: str, *, require_think: bool = True) -> ParsedTurn:
     """Parse one policy turn; collect violations instead of raising."""
     out = ParsedTurn()
-    elements, out.violations = scan_tags(text, TAGS, final=("response",))
-    tags = [tag for tag, _ in elements]
-    if "obs" in tags:
-        out.violations.append("<obs> is written by the environment, not the policy")
-    thinks = [c for tag, c in elements if tag == "think"]
-    actions = [(tag, c) for tag, c in elements if tag in ("tool_call", "response")]
-    if len(thinks) > 1:
-        out.violations.append("more than one <think>")
-    if thinks:
-        out.think = thinks[0]
-    elif require_think:
-        out.violations.append("missing <think>...</think>")
-    if not actions:
-        out.violations.append("missing <tool_call>...</tool_call> or <response>...</response>")
+    out.think, action, content, out.violations = think_then_action(
+        text, actions=("tool_call", "response"), env_tags=("obs",), require_think=require_think)
+    if action is None:
         return out
-    if len(actions) > 1:
-        out.violations.append("more than one action (<tool_call>/<response>) in one turn")
-    if thinks and tags.index("think") > tags.index(actions[0][0]):
-        out.violations.append("<think> must come before the action")
-    action, content = actions[0]
     if action == "response":
         out.response = content.strip()
         if not out.response:
