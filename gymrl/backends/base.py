@@ -59,3 +59,29 @@ def truncate_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> tuple[str,
     if best is None:
         return text, False
     return text[:best], True
+
+
+def check_sampling(*, max_new_tokens: int, temperature: float, top_p: float,
+                   batch_size: int) -> None:
+    """The sampling options every local model backend takes, checked alike."""
+    from gymrl.errors import ConfigError
+
+    if max_new_tokens < 1:
+        raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if temperature < 0:
+        raise ConfigError(f"temperature must be >= 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ConfigError(f"top_p must be in (0, 1], got {top_p}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+
+
+def chat_prompt_ids(tokenizer: Any, requests: list[Request]
+                    ) -> tuple[list[list[int]], list[tuple[str, ...]]]:
+    """Each request's chat messages as prompt token ids (chat template, generation prompt
+    added), and its non-empty stop strings."""
+    prompts = [tokenizer.apply_chat_template(r.messages, add_generation_prompt=True,
+                                             tokenize=False) for r in requests]
+    # The chat template already holds any BOS token.
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    return ids, [tuple(s for s in r.stop if s) for r in requests]

@@ -10,7 +10,14 @@ import random
 import re
 from typing import Any
 
-from gymrl.backends.base import Backend, Completion, Request, truncate_at_stop
+from gymrl.backends.base import (
+    Backend,
+    Completion,
+    Request,
+    chat_prompt_ids,
+    check_sampling,
+    truncate_at_stop,
+)
 from gymrl.errors import BackendError, ConfigError
 
 _DTYPES = ("float32", "float16", "bfloat16", "auto")
@@ -84,14 +91,8 @@ class HFBackend(Backend):
     ) -> None:
         if not target:
             raise ConfigError("hf backend needs a model path or Hugging Face id, e.g. hf:./model")
-        if max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if temperature < 0:
-            raise ConfigError(f"temperature must be >= 0, got {temperature}")
-        if not 0 < top_p <= 1:
-            raise ConfigError(f"top_p must be in (0, 1], got {top_p}")
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        check_sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                       batch_size=batch_size)
         if dtype not in _DTYPES:
             raise ConfigError(f"unknown dtype {dtype!r}; allowed: {', '.join(_DTYPES)}")
         self.name = f"hf:{target}"
@@ -225,12 +226,7 @@ class HFBackend(Backend):
         return out
 
     def _generate_batch(self, requests: list[Request]) -> list[Completion]:
-        tok = self.tokenizer
-        prompts = [tok.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
-                   for r in requests]
-        # The chat template already holds any BOS token.
-        ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        return self.generate_ids(ids, [tuple(s for s in r.stop if s) for r in requests])
+        return self.generate_ids(*chat_prompt_ids(self.tokenizer, requests))
 
     def generate_ids(self, prompts: list[list[int]],
                      stops: list[tuple[str, ...]]) -> list[Completion]:

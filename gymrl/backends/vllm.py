@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from gymrl.backends.base import Backend, Completion, Request
+from gymrl.backends.base import Backend, Completion, Request, chat_prompt_ids, check_sampling
 from gymrl.errors import BackendError, ConfigError
 
 _DTYPES = ("bfloat16", "float16", "float32", "auto")
@@ -60,6 +60,8 @@ class VLLMBackend(Backend):
     ) -> None:
         if not target:
             raise ConfigError("vllm backend needs a model path, e.g. vllm:./model")
+        check_sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                       batch_size=batch_size)
         if dtype not in _DTYPES:
             raise ConfigError(f"unknown dtype {dtype!r}; allowed: {', '.join(_DTYPES)}")
         if not 0 < gpu_memory_utilization <= 1:
@@ -103,11 +105,7 @@ class VLLMBackend(Backend):
         return self._eos_ids
 
     def generate(self, requests: list[Request]) -> list[Completion]:
-        tok = self.tokenizer
-        prompts = [tok.apply_chat_template(r.messages, add_generation_prompt=True,
-                                           tokenize=False) for r in requests]
-        ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        return self.generate_ids(ids, [tuple(s for s in r.stop if s) for r in requests])
+        return self.generate_ids(*chat_prompt_ids(self.tokenizer, requests))
 
     def generate_ids(self, prompts: list[list[int]],
                      stops: list[tuple[str, ...]]) -> list[Completion]:
