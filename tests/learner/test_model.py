@@ -47,3 +47,43 @@ def test_embedded_model_converts_loads_and_trains(tmp_path, monkeypatch):
     loss = backend.model(input_ids=torch.tensor([[1, 2, 3]]), labels=torch.tensor([[1, 2, 3]]))
     loss.loss.backward()  # trainable: no quantizer in the way
     assert backend.model.model.embed_tokens.weight.grad is not None
+
+
+def test_lora_merged_gives_the_adapters_outputs_and_restores_the_base_exactly(tiny_chat_model):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from gymrl.learner.model import lora_merged
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_chat_model),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "down_proj"]))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ids = torch.tensor([[1, 5, 9, 3, 7]])
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+        with lora_merged(model):
+            merged = model(input_ids=ids).logits
+            q_proj = model.get_base_model().model.layers[0].self_attn.q_proj
+            assert not torch.equal(q_proj.base_layer.weight,
+                                   before["base_model.model.model.layers.0.self_attn.q_proj"
+                                          ".base_layer.weight"])
+    assert torch.allclose(merged, expected, atol=1e-4)
+    for name, p in model.named_parameters():
+        assert torch.equal(p, before[name]), name  # bit for bit, adapter and base
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, expected)
+
+
+def test_lora_merged_leaves_a_plain_model_alone(tiny_chat_model):
+    from transformers import AutoModelForCausalLM
+
+    from gymrl.learner.model import lora_merged
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_model)
+    with lora_merged(model):
+        pass
