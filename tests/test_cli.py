@@ -69,7 +69,7 @@ def test_eval_default_output_dir_is_fresh(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["env=nope"], "unknown env 'nope'; registered envs: router (gymrl-envs)"),
+    (["env=nope"], "unknown env 'nope'; registered envs: inquiry (gymrl-envs), router"),
     (["reward=cost+nope"], "unknown reward 'nope'"),
     (["policy=nope:x"], "unknown backend 'nope'; registered backends: hf (gymrl)"),
     (["policy=oracle"], "must look like SCHEME:NAME"),

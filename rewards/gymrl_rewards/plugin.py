@@ -5,6 +5,12 @@ from __future__ import annotations
 from gymrl import hookimpl
 from gymrl_rewards.cost import CostReward
 from gymrl_rewards.format import FormatReward
+from gymrl_rewards.inquiry_rewards import (
+    InfoGainReward,
+    NousReward,
+    QuestionCostReward,
+    SpecOutcomeReward,
+)
 from gymrl_rewards.outcome import OutcomeReward
 from gymrl_rewards.router_r1 import RouterR1Reward
 from gymrl_rewards.tool_rewards import ToolCorrectnessReward, ToolFormatReward
@@ -24,3 +30,12 @@ def register_rewards(register):
              "turn follows the grammar and the episode ends with a response. Range {0, 1}")
     register("tool_correctness", ToolCorrectnessReward, description="ToolRL's graded match of "
              "the calls made with the gold calls (names, parameter names, values). Range [-3, 3]")
+    register("info_gain", InfoGainReward, description="Dense information gain: belief entropy "
+             "before minus after each turn, in bits (or unit=fraction of the opening entropy). "
+             "Range (-inf, inf) bits, (-inf, 1] fraction")
+    register("spec_outcome", SpecOutcomeReward, description="Share of the spec's attributes "
+             "that match the hidden intent (or metric=exact). Range [0, 1]")
+    register("question_cost", QuestionCostReward, description="Dense -0.05 per question asked, "
+             "capped at -0.5. Range [-cap, 0]")
+    register("nous", NousReward, description="Nous composite: spec_outcome + 0.5 x info_gain "
+             "(fraction) + question_cost + format. Range (-inf, 1.5]")

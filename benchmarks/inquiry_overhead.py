@@ -1,0 +1,136 @@
+"""Exact-belief cost of the inquiry env as the intent space grows, and its env steps/s.
+
+1. Belief operations on synthetic intent spaces of 10^3 to 10^6 joint intents (10 values per
+   attribute, 3 to 6 attributes, 30% of the combinations invalid): one exact update (multiply
+   by a likelihood along one axis and renormalise), the entropy, and the marginals of every
+   attribute (what the oracle's expected-gain step needs). Median over ``--repeats`` runs.
+2. The ``inquiry`` env's steps/s (policy turns, scripted policies, expert users) per domain,
+   through ``gymrl.evaluate.run_episodes`` as ``gymrl eval`` runs it.
+
+Usage::
+
+    python benchmarks/inquiry_overhead.py
+    python benchmarks/inquiry_overhead.py --sizes 1000,10000 --episodes 20 --no-plot
+
+Writes ``benchmarks/results/inquiry_overhead.json`` (and ``.png``). numpy only; no model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gymrl.results import atomic_write_json, versions
+
+ROOT = Path(__file__).resolve().parent
+VALUES_PER_ATTRIBUTE = 10
+
+
+def _median_ms(fn: Any, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def belief_cost(size: int, repeats: int, seed: int = 0) -> dict[str, Any]:
+    """Time the exact belief operations on a space of ``size`` joint intents."""
+    from gymrl_envs.inquiry.space import Attribute, IntentSpace, entropy_bits
+
+    k = round(np.log10(size))
+    rng = np.random.default_rng(seed)
+    prior = rng.gamma(0.5, size=(VALUES_PER_ATTRIBUTE,) * k)
+    prior[rng.random(prior.shape) < 0.3] = 0.0
+    space = IntentSpace([Attribute(f"a{i}", tuple(f"v{j}" for j in range(VALUES_PER_ATTRIBUTE)))
+                         for i in range(k)], prior)
+    likelihood = rng.random(VALUES_PER_ATTRIBUTE)
+    belief = space.prior
+    return {
+        "joint_intents": space.size,
+        "attributes": k,
+        "update_ms": _median_ms(lambda: space.update(belief, "a0", likelihood), repeats),
+        "entropy_ms": _median_ms(lambda: entropy_bits(belief), repeats),
+        "all_marginals_ms": _median_ms(lambda: [space.marginal(belief, n)
+                                                for n in space.names], repeats),
+        "belief_mb": belief.nbytes / 2**20,
+    }
+
+
+def env_speed(domain: str, policy: str, episodes: int) -> dict[str, Any]:
+    from gymrl.backends.scripted import ScriptedBackend
+    from gymrl.evaluate import run_episodes
+    from gymrl.make import make_env
+
+    make_env("inquiry", domain=domain)  # tasks and prior built before timing
+    start = time.perf_counter()
+    records = run_episodes(lambda: make_env("inquiry", domain=domain, user="expert"),
+                           ScriptedBackend(policy), episodes=episodes, seed=0)
+    elapsed = time.perf_counter() - start
+    steps = sum(len(e.policy_turns) for e, _ in records)
+    return {"domain": domain, "policy": policy, "episodes": episodes, "steps": steps,
+            "steps_per_s": steps / elapsed, "episodes_per_s": episodes / elapsed}
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    sizes = [r["joint_intents"] for r in report["belief"]]
+    for key in ("update_ms", "entropy_ms", "all_marginals_ms"):
+        left.plot(sizes, [r[key] for r in report["belief"]], marker="o", label=key[:-3])
+    left.set(xscale="log", yscale="log", xlabel="joint intents", ylabel="ms (median)",
+             title="exact belief operations")
+    left.legend()
+    labels = [f"{r['domain']}\n{r['policy']}" for r in report["env"]]
+    right.bar(labels, [r["steps_per_s"] for r in report["env"]])
+    right.set(ylabel="env steps/s", title="inquiry env, scripted policies, expert users")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="1000,10000,100000,1000000",
+                        help="comma-separated joint sizes, powers of 10")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--policies", default="oracle,random_ask,never_ask")
+    parser.add_argument("--output", type=Path,
+                        default=ROOT / "results" / "inquiry_overhead.json")
+    parser.add_argument("--no-plot", action="store_true")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    bad = [s for s in sizes if s < 10 or 10 ** round(np.log10(s)) != s]
+    if bad:
+        raise SystemExit(f"--sizes must be powers of 10 (>= 10), got {bad}")
+    report: dict[str, Any] = {
+        "benchmark": "inquiry_overhead",
+        "machine": versions(),
+        "belief": [belief_cost(s, args.repeats) for s in sizes],
+        "env": [env_speed(d, p, args.episodes) for d in ("diagram", "restaurant")
+                for p in args.policies.split(",")],
+    }
+    atomic_write_json(args.output, report)
+    if not args.no_plot:
+        plot(report, args.output.with_suffix(".png"))
+    for row in report["belief"]:
+        print(f"{row['joint_intents']:>9} intents: update {row['update_ms']:.3f} ms, entropy "
+              f"{row['entropy_ms']:.3f} ms, marginals {row['all_marginals_ms']:.3f} ms")
+    for row in report["env"]:
+        print(f"{row['domain']:>10} {row['policy']:>10}: {row['steps_per_s']:.0f} steps/s")
+    return report
+
+
+if __name__ == "__main__":
+    main()

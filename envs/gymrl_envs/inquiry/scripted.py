@@ -1,0 +1,71 @@
+"""Scripted policies of the inquiry env: baselines that read the env's belief.
+
+- ``oracle``: asks about the attribute with the greatest expected information gain under the
+  user's answering model (exact, from the belief), while that gain is at least ``MIN_GAIN``
+  bits and a turn is left for the spec; then gives the belief's most probable joint intent
+  (the MAP spec). It never reads the hidden intent, so it is also the SFT demonstration.
+- ``never_ask``: the MAP spec from the opening request alone.
+- ``random_ask``: asks about uniformly random attributes (repeats allowed), half as many
+  questions as there are attributes, then gives the MAP spec.
+- ``malformed``: plain text with no tags, every turn.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from gymrl_envs.inquiry.space import expected_information_gain
+
+MIN_GAIN = 0.01  # bits: below this an answer cannot change the spec in any useful way
+
+
+def _ask(env: Any, attribute: str, why: str) -> str:
+    label = env.domain.words(attribute).label
+    return f"<think>{why}</think>\n<ask>What {label} would you like?</ask>"
+
+
+def _spec(env: Any, why: str) -> str:
+    spec = env.space.map_intent(env.belief)
+    return f"<think>{why}</think>\n<spec>{json.dumps(spec)}</spec>"
+
+
+def _turns_left(env: Any) -> int:
+    return env.max_turns - len(env.episode.policy_turns)
+
+
+def expected_gains(env: Any) -> dict[str, float]:
+    """The exact expected information gain (bits) of asking about each attribute now."""
+    return {name: expected_information_gain(env.space.marginal(env.belief, name),
+                                            env.answer_matrix(name)[1])
+            for name in env.space.names}
+
+
+def oracle(env: Any) -> str:
+    if _turns_left(env) > 1:
+        gains = expected_gains(env)
+        best = max(gains, key=lambda name: gains[name])
+        if gains[best] >= MIN_GAIN:
+            return _ask(env, best, f"Asking about {best} gains {gains[best]:.2f} bits in "
+                                   "expectation, the most of any attribute.")
+    return _spec(env, "Nothing left worth asking; the most probable intent.")
+
+
+def never_ask(env: Any) -> str:
+    return _spec(env, "I will guess from the request.")
+
+
+def random_ask(env: Any) -> str:
+    budget = min(len(env.space.names) // 2, env.max_turns - 1)
+    if env.episode.facts["questions"] < budget:
+        names = env.space.names
+        return _ask(env, names[int(env.np_random.integers(len(names)))], "A random question.")
+    return _spec(env, "Enough questions; the most probable intent.")
+
+
+def malformed(env: Any) -> str:
+    return "I think you want a bar chart with a legend."
+
+
+POLICIES = {"oracle": oracle, "never_ask": never_ask, "random_ask": random_ask,
+            "malformed": malformed}
