@@ -19,6 +19,7 @@ EPILOG_EVAL = """examples:
   gymrl eval env=router policy=scripted:oracle episodes=200 seed=0
   gymrl eval env=router reward=cost+outcome reward.weights.cost=0.3 policy=hf:/path/to/model
   gymrl eval config=eval.yaml episodes=50
+  gymrl eval env=inquiry policy=scripted:oracle render=4   # PNGs of the first 4 episodes
 """
 
 
@@ -142,6 +143,8 @@ def cmd_eval(overrides: list[str]) -> int:
     cfg = load_config(EvalConfig, overrides)
     result = run_eval(to_container(cfg))
     _print_summary(result)
+    if result.get("renders"):
+        print(f"renders: {Path(result['renders'][0]).parent} ({len(result['renders'])} PNG)")
     print(f"results: {result['path']}")
     return 0
 
@@ -180,14 +183,25 @@ def run_eval(cfg: dict[str, Any]) -> dict[str, Any]:
 
     from gymrl import plugins
     from gymrl.errors import ConfigError
-    from gymrl.evaluate import episode_record, run_episodes, summarise
+    from gymrl.evaluate import (
+        check_can_render,
+        episode_record,
+        render_episodes,
+        run_episodes,
+        summarise,
+    )
     from gymrl.make import make_backend
     from gymrl.results import atomic_write_json, new_run_dir, versions
 
     if cfg["episodes"] < 1:
         raise ConfigError(f"episodes must be >= 1, got {cfg['episodes']}")
+    render = cfg.get("render") or 0
+    if render < 0:
+        raise ConfigError(f"render must be >= 0 (episodes to draw), got {render}")
     factory = _env_factory(cfg)
     probe = factory()
+    if render:
+        check_can_render(probe)  # before any episode runs
     backend = make_backend(cfg["policy"]["spec"], cfg["policy"]["options"])
     if hasattr(backend, "check_env"):
         backend.check_env(probe.unwrapped)
@@ -213,7 +227,7 @@ def run_eval(cfg: dict[str, Any]) -> dict[str, Any]:
                                batch_size=cfg["batch_size"], on_episode=on_episode)
         elapsed = time.perf_counter() - start
     backend.close()
-    summary = summarise(records)
+    summary = summarise(records, ratios=getattr(probe.unwrapped, "summary_ratios", None))
     summary["overall"]["episodes_per_s"] = len(records) / elapsed if elapsed > 0 else 0.0
     plugins.notify_metrics({f"eval/{k}": v for k, v in summary["overall"].items()}, step=0)
     result = {
@@ -225,27 +239,62 @@ def run_eval(cfg: dict[str, Any]) -> dict[str, Any]:
         "summary": summary,
         "episodes": [episode_record(e, m) for e, m in records],
     }
+    if render:
+        # From the finished Episode records: the envs have been reset since.
+        result["renders"] = [str(p) for p in render_episodes(probe, records, out_dir / "render",
+                                                             render)]
     path = atomic_write_json(out_dir / "results.json", result)
     result["path"] = str(path)
     return result
 
 
 def _print_summary(result: dict[str, Any]) -> None:
+    """The summary as a table of metrics; when the episodes fall into several groups
+    (``by_kind``: user levels, question kinds, ...), one table per grouping, with a column
+    for all episodes and one per group."""
     from rich.console import Console
     from rich.table import Table
 
-    overall = result["summary"]["overall"]
-    table = Table(title=f"{result['config']['env']['name']} / {result['config']['policy']['spec']}"
-                  f" ({overall['episodes']} episodes)", title_justify="left")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in overall.items():
-        if key.endswith("_stderr"):
-            continue
-        err = overall.get(f"{key}_stderr")
+    summary = result["summary"]
+    overall = summary["overall"]
+    title = (f"{result['config']['env']['name']} / {result['config']['policy']['spec']}"
+             f" ({overall['episodes']} episodes)")
+
+    def cell(row: dict[str, Any], key: str) -> str:
+        if key not in row:
+            return "-"
+        value, err = row[key], row.get(f"{key}_stderr")
         text = f"{value:.4g}" if isinstance(value, float) else str(value)
-        table.add_row(key, text + (f" ± {err:.2g}" if err is not None else ""))
-    Console().print(table)
+        return text + (f" ± {err:.2g}" if err is not None else "")
+
+    keys = [k for k in overall if not k.endswith("_stderr")]
+    groupings = {name[len("by_"):]: groups for name, groups in summary.items()
+                 if name.startswith("by_") and len(groups) > 1}
+    console = Console()
+    if not groupings:
+        table = Table(title=title, title_justify="left")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key in keys:
+            table.add_row(key, cell(overall, key))
+        console.print(table)
+    for by, groups in groupings.items():
+        rows = [overall, *groups.values()]
+        table = Table(title=f"{title} by {by}", title_justify="left")
+        table.add_column("metric", no_wrap=True)
+        for name in ("all", *groups):
+            table.add_column(name, justify="right", no_wrap=True)
+        for key in keys:
+            if key == "episodes_per_s":
+                continue
+            table.add_row(key, *(f"{r[key]:.4g}" if isinstance(r.get(key), float)
+                                 else str(r.get(key, "-")) for r in rows))
+            if any(f"{key}_stderr" in r for r in rows):
+                table.add_row("  ± stderr", *(f"{r[f'{key}_stderr']:.2g}"
+                                              if f"{key}_stderr" in r else "-" for r in rows))
+        console.print(table)
+    if groupings and "episodes_per_s" in overall:
+        console.print(f"{overall['episodes_per_s']:.4g} episodes/s")
 
 
 def cmd_check(overrides: list[str]) -> int:

@@ -64,6 +64,8 @@ class EvalConfig:
     output_dir: str | None = _help("where results.json goes; default: a new folder in runs/",
                                    None)
     progress: bool = _help("show a progress bar", True)
+    render: int = _help("draw the first N episodes as PNG to RUN_DIR/render/ (envs that "
+                        "implement render_episode_png)", 0)
 
 
 _SECTIONS = {"env": {"name"}, "reward": {"spec", "weights"}, "policy": {"spec"}}

@@ -7,6 +7,7 @@ episode with the configured reward.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium
@@ -27,7 +28,15 @@ class LLMEnv(gymnasium.Env[str, str]):
             privileged state; the ``scripted:`` backend runs them.
         demo_policy: the scripted policy whose episodes the learner's SFT warm start imitates
             (``sft.policy`` overrides it).
+        summary_ratios: metrics that evaluation summaries report as a pooled ratio, ``name ->
+            (numerator, denominator)`` metric names: a group's sum of one over its sum of the
+            other (bits per question over all questions asked), not a mean of per-episode
+            ratios, which would weigh an episode with one question like one with ten.
         episode: the current episode record.
+
+    Optional methods, found by ``gymrl`` when an env defines them: ``metrics(episode) -> dict``
+    (evaluation metrics of a finished episode; string values such as ``kind`` group the
+    summary) and :meth:`render_episode_png` (``gymrl eval render=N``).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
@@ -35,6 +44,7 @@ class LLMEnv(gymnasium.Env[str, str]):
     stop: ClassVar[tuple[str, ...]] = ()
     scripted_policies: ClassVar[dict[str, Any]] = {}
     demo_policy: ClassVar[str] = "oracle"
+    summary_ratios: ClassVar[dict[str, tuple[str, str]]] = {}
 
     def __init__(self, *, max_turns: int = 8, max_action_chars: int = 32768,
                  max_observation_chars: int = 65536, render_mode: str | None = None) -> None:
@@ -171,3 +181,23 @@ class LLMEnv(gymnasium.Env[str, str]):
         if self.render_mode != "ansi" or self.episode is None:
             return None
         return "\n".join(f"[{t.role}] {t.text}" for t in self.episode.turns)
+
+    # -- optional: drawing a finished episode ----------------------------------------------
+    def render_episode_png(self, episode: Episode, path: Path) -> Path:
+        """Draw a finished ``episode`` as a PNG at ``path`` and return the path written.
+
+        ``gymrl eval render=N`` calls it for the first N episodes once they have all run, so it
+        must draw from the Episode record alone (its task, turns and facts), never from the
+        env's live state, which by then belongs to another episode. Envs that can draw
+        override this; those that can in some configurations only also override
+        :meth:`check_render_episode_png`. The base class draws nothing.
+        """
+        self.check_render_episode_png()
+        raise NotImplementedError
+
+    def check_render_episode_png(self) -> None:
+        """Raise ConfigError, naming the env and the reason, if this env as configured cannot
+        draw episodes; ``gymrl eval`` calls it before any episode runs."""
+        if type(self).render_episode_png is LLMEnv.render_episode_png:
+            raise ConfigError(f"env {self.name!r} cannot draw episodes as PNG (render=N needs "
+                              "an env that implements render_episode_png(episode, path))")

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from gymrl.backends.base import Backend, Request
 from gymrl.episode import Episode
-from gymrl.errors import BackendError
+from gymrl.errors import BackendError, ConfigError
 
 
 def run_episodes(make_env: Callable[[], Any], backend: Backend, *, episodes: int, seed: int = 0,
@@ -70,8 +71,18 @@ def run_episodes(make_env: Callable[[], Any], backend: Backend, *, episodes: int
 
 
 def summarise(records: list[tuple[Episode, dict[str, Any]]],
-              group_by: tuple[str, ...] = ("kind", "domain")) -> dict[str, Any]:
-    """Means of every numeric metric and reward component, with standard errors; per group."""
+              group_by: tuple[str, ...] = ("kind", "domain"),
+              ratios: Mapping[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+    """Means of every numeric metric and reward component, with standard errors; per group.
+
+    Args:
+        records: (episode, metrics) pairs, as :func:`run_episodes` returns them.
+        group_by: metrics whose string values split the records into groups (``by_<key>``).
+        ratios: metrics reported as a pooled ratio instead of a mean, ``name -> (numerator,
+            denominator)``: over the group's episodes that report both, the sum of the
+            numerator metric over the sum of the denominator metric (absent when that sum is
+            0). An env declares them in ``LLMEnv.summary_ratios``.
+    """
 
     def means(rows: list[tuple[Episode, dict[str, Any]]]) -> dict[str, float]:
         values: dict[str, list[float]] = defaultdict(list)
@@ -89,6 +100,14 @@ def summarise(records: list[tuple[Episode, dict[str, Any]]],
             if name in ("reward", "accuracy") and len(vals) > 1:
                 var = sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)
                 out[f"{name}_stderr"] = math.sqrt(var / len(vals))
+        for name, (numerator, denominator) in (ratios or {}).items():
+            out.pop(name, None)
+            pairs = [(float(m[numerator]), float(m[denominator])) for _, m in rows
+                     if isinstance(m.get(numerator), int | float)
+                     and isinstance(m.get(denominator), int | float)]
+            den = math.fsum(d for _, d in pairs)
+            if den:
+                out[name] = math.fsum(n for n, _ in pairs) / den
         correct = sum(m.get("accuracy", 0.0) for _, m in rows)
         if "cost_usd" in values and correct:
             out["cost_per_correct_usd"] = sum(values["cost_usd"]) / correct
@@ -103,6 +122,33 @@ def summarise(records: list[tuple[Episode, dict[str, Any]]],
         if groups:
             summary[f"by_{key}"] = {g: means(rows) for g, rows in sorted(groups.items())}
     return summary
+
+
+def render_episodes(env: Any, records: list[tuple[Episode, dict[str, Any]]],
+                    out_dir: str | Path, n: int) -> list[Path]:
+    """Draw the first ``n`` finished episodes as ``out_dir/episode-XXXX.png`` (XXXX: the
+    episode's index in ``records``) with the env's ``render_episode_png``.
+
+    Raises:
+        ConfigError: naming the env, when it cannot draw episodes (see
+            ``LLMEnv.check_render_episode_png``).
+    """
+    env = getattr(env, "unwrapped", env)
+    check_can_render(env)
+    out_dir = Path(out_dir)
+    return [Path(env.render_episode_png(episode, out_dir / f"episode-{i:04d}.png"))
+            for i, (episode, _) in enumerate(records[:n])]
+
+
+def check_can_render(env: Any) -> None:
+    """Raise ConfigError, naming the env, unless it can draw episodes as configured."""
+    env = getattr(env, "unwrapped", env)
+    check = getattr(env, "check_render_episode_png", None)
+    if check is None:
+        raise ConfigError(f"env {getattr(env, 'name', type(env).__name__)!r} cannot draw "
+                          "episodes as PNG (render=N needs an env that implements "
+                          "render_episode_png(episode, path))")
+    check()
 
 
 def episode_record(episode: Episode, metrics: dict[str, Any]) -> dict[str, Any]:

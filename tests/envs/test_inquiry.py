@@ -18,6 +18,9 @@ from gymrl.backends.scripted import ScriptedBackend
 from gymrl.evaluate import run_episodes, summarise
 from gymrl.make import make_env
 from gymrl_envs.inquiry.domains import DOMAINS, get_domain
+from gymrl_envs.inquiry.env import InquiryEnv
+from gymrl_envs.inquiry.protocol import parse_turn
+from gymrl_envs.inquiry.scripted import expected_gains
 from gymrl_envs.inquiry.space import (
     Attribute,
     IntentSpace,
@@ -38,7 +41,7 @@ from gymrl_envs.inquiry.users import (
 def _summary(policy, user, episodes=200, domain="diagram"):
     records = run_episodes(lambda: make_env("inquiry", domain=domain, user=user, split="test"),
                            ScriptedBackend(policy), episodes=episodes, seed=0)
-    return summarise(records)["overall"], records
+    return summarise(records, ratios=InquiryEnv.summary_ratios)["overall"], records
 
 
 def _play(env, *actions, seed=0):
@@ -71,6 +74,44 @@ def test_bad_options_name_what_is_allowed():
         make_env("inquiry", user="guru")
     with pytest.raises(ConfigError, match="allowed: train, test"):
         make_env("inquiry", split="dev")
+
+
+def test_the_policy_sees_the_opening_request_and_the_attribute_schema():
+    env = make_env("inquiry", max_turns=7).unwrapped
+    obs, info = env.reset(seed=3)
+    system, opening = info["messages"]
+    assert system["role"] == "system" and opening == {"role": "user", "content": obs}
+    assert obs == env.episode.task.prompt and obs.strip()
+    for attribute in env.space.attributes:  # every attribute, its meaning and its values
+        line = next(x for x in system["content"].splitlines()
+                    if x.startswith(f"- {attribute.name} ("))
+        assert env.domain.words(attribute.name).label in line
+        assert line.endswith(", ".join(attribute.values))
+    assert "<ask>" in system["content"] and "<spec>" in system["content"]
+    assert "At most 7 turns" in system["content"]
+
+
+def test_the_turn_limit_ends_an_episode_that_never_specifies():
+    env = make_env("inquiry", user="expert", max_turns=4).unwrapped
+    env.reset(seed=0)
+    for turn in range(1, 5):
+        obs, reward, terminated, truncated, _ = env.step(_ask("What chart type?"))
+        assert not terminated and truncated == (turn == 4)
+    episode = env.episode
+    assert episode.termination == "turn_limit" and episode.facts["spec"] is None
+    assert "no <spec> before the turn limit" in episode.format_violations()
+    assert episode.rewards["format"] == -1.0 and episode.rewards["spec_outcome"] == 0.0
+    assert episode.reward == reward
+    with pytest.raises(RuntimeError, match="after the episode ended"):
+        env.step(_ask("What chart type?"))
+    oracle = make_env("inquiry", user="novice", max_turns=3).unwrapped
+    oracle.reset(seed=0)
+    for _ in range(3):  # the oracle keeps its last turn for the spec
+        *_, terminated, truncated, _ = oracle.step(oracle.scripted_policies["oracle"](oracle))
+        if terminated or truncated:
+            break
+    assert oracle.episode.termination == "answered"
+    assert oracle.episode.facts["questions"] == 2
 
 
 # -- the intent space and its prior ---------------------------------------------------------
@@ -179,6 +220,27 @@ def test_asking_about_a_known_attribute_gains_zero_bits():
     assert first.facts["entropy_before_bits"] > first.facts["entropy_bits"]
     assert second.facts["attribute"] == "kind"
     assert second.facts["entropy_before_bits"] - second.facts["entropy_bits"] == 0.0
+
+
+@pytest.mark.parametrize("user", ["intermediate", "novice"])
+def test_noisy_answers_about_an_attribute_the_request_named_gain_zero_bits(user):
+    """A vague or wrong answer cannot move a belief that already knows the value."""
+    env = make_env("inquiry", user=user).unwrapped
+    asked = 0
+    for seed in range(40):
+        env.reset(seed=seed)
+        named = [r["attribute"] for r in env.episode.task.hidden["revealed"]
+                 if r["kind"] == "value"]
+        if not named:
+            continue
+        label = env.domain.words(named[0]).label
+        for _ in range(3):
+            env.step(_ask(f"What {label} would you like?"))
+            turn = env.episode.policy_turns[-1]
+            assert turn.facts["attribute"] == named[0]
+            assert turn.facts["entropy_before_bits"] - turn.facts["entropy_bits"] == 0.0
+            asked += 1
+    assert asked >= 30
 
 
 def test_an_attribute_fixed_by_dependencies_gains_zero_bits():
@@ -346,11 +408,68 @@ def test_novice_users_cost_the_oracle_more_questions():
 
 
 def test_mixed_users_are_reported_per_level():
+    """The default ``user=mixed``, as ``gymrl eval env=inquiry`` runs it: one row per level."""
     records = run_episodes(lambda: make_env("inquiry", split="test"),
-                           ScriptedBackend("oracle"), episodes=30, seed=0)
-    by_level = summarise(records)["by_kind"]
+                           ScriptedBackend("oracle"), episodes=60, seed=0)
+    by_level = summarise(records, ratios=InquiryEnv.summary_ratios)["by_kind"]
     assert set(by_level) == {"expert", "intermediate", "novice"}
+    assert by_level["expert"]["accuracy"] >= 0.95
     assert by_level["expert"]["accuracy"] >= by_level["novice"]["accuracy"]
+    for level, row in by_level.items():  # all bits gained / all questions asked
+        metrics = [m for _, m in records if m["kind"] == level]
+        assert row["bits_per_question"] == pytest.approx(
+            sum(m["bits_gained"] for m in metrics) / sum(m["questions"] for m in metrics))
+
+
+def _gains_before_each_question(policy, user, episodes):
+    """Per episode, the realised bits of each question, in order (the policy's own turns)."""
+    env = make_env("inquiry", user=user, split="test").unwrapped
+    out = []
+    for seed in range(episodes):
+        env.reset(seed=seed)
+        done = False
+        while not done:
+            *_, terminated, truncated, _ = env.step(env.scripted_policies[policy](env))
+            done = terminated or truncated
+        out.append([t.facts["entropy_before_bits"] - t.facts["entropy_bits"]
+                    for t in env.episode.policy_turns if t.facts.get("question")])
+    return out
+
+
+@pytest.mark.parametrize("user", ["expert", "intermediate", "novice"])
+def test_the_oracle_asks_the_question_of_greatest_expected_gain(user):
+    env = make_env("inquiry", user=user, split="test").unwrapped
+    for seed in range(6):
+        env.reset(seed=seed)
+        done = False
+        while not done:
+            gains = expected_gains(env)
+            action = env.scripted_policies["oracle"](env)
+            *_, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+            turn = env.episode.policy_turns[-1]
+            if turn.facts["action"] == "ask":
+                assert gains[turn.facts["attribute"]] == max(gains.values())
+            else:  # it stops when no question is worth asking or one turn is left
+                assert max(gains.values()) < 0.01 or len(env.episode.policy_turns) == \
+                    env.max_turns
+        assert env.episode.termination == "answered"
+
+
+def test_at_the_same_number_of_questions_the_oracle_gains_more_than_random_ask():
+    """With intermediate users the oracle asks ~10 questions and random_ask 4; later
+    questions are worth less (what is left to learn shrinks), so the oracle's bits per
+    question over all its questions can fall to random_ask's. Question for question, over
+    the same first four, the oracle's gain clearly more."""
+    oracle = _gains_before_each_question("oracle", "intermediate", 40)
+    rand = _gains_before_each_question("random_ask", "intermediate", 40)
+    first = [g for gains in oracle for g in gains[:4]]
+    later = [g for gains in oracle for g in gains[4:]]
+    random_gains = [g for gains in rand for g in gains]
+    assert len(random_gains) == 4 * 40 and len(later) > 4 * 40
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    assert mean(random_gains) < 0.8 * mean(first)
+    assert mean(later) < 0.6 * mean(first)  # diminishing returns, not worse questions
 
 
 # -- malformed output ----------------------------------------------------------------------------
@@ -402,6 +521,13 @@ def test_fuzzed_turns_never_crash(text):
         assert facts["entropy_bits"] >= 0 and math.isfinite(facts["entropy_bits"])
         if terminated or truncated:
             break
+    episode = env.episode
+    if episode.done:  # anything short of a clean, complete spec costs the format penalty
+        clean = not episode.format_violations()
+        assert episode.rewards["format"] == (0.0 if clean else -1.0)
+        assert clean == (episode.termination == "answered" and episode.facts["answer"] != "")
+    if parse_turn(text, env.schema).violations:
+        assert episode.format_violations()
 
 
 def test_evidence_the_belief_rules_out_changes_nothing():
@@ -432,6 +558,33 @@ def test_render_png_draws_spec_and_intent_side_by_side(tmp_path):
     assert render_pair(None, spec, tmp_path / "none.png").exists()
     with pytest.raises(ConfigError, match="diagram"):
         make_env("inquiry", domain="restaurant").unwrapped.render_png(tmp_path / "x.png")
+
+
+def test_eval_render_draws_the_first_episodes_from_their_records(tmp_path, capsys):
+    """``gymrl eval ... render=N``: episode i's PNG is its final spec beside its hidden intent,
+    drawn after the run, though the envs (two, in lockstep) were reset many times since."""
+    from gymrl.cli import main
+    from gymrl_envs.inquiry.render import render_pair
+
+    out = tmp_path / "run"
+    assert main(["eval", "env=inquiry", "policy=scripted:random_ask", "episodes=5", "seed=0",
+                 "batch_size=2", "render=3", f"output_dir={out}", "progress=false"]) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert sorted(p.name for p in (out / "render").iterdir()) == [
+        "episode-0000.png", "episode-0001.png", "episode-0002.png"]
+    assert result["renders"] == [str(out / "render" / f"episode-{i:04d}.png") for i in range(3)]
+    for i, record in enumerate(result["episodes"][:3]):
+        spec = [t for t in record["turns"] if t["role"] == "policy"][-1]["facts"]["spec"]
+        intent = dict(kv.split("=") for kv in record["answer"][0].split())
+        expected = render_pair(spec, intent, tmp_path / f"expected-{i}.png").read_bytes()
+        assert (out / "render" / f"episode-{i:04d}.png").read_bytes() == expected
+    assert "by kind" in capsys.readouterr().out  # the per-level table
+
+    restaurant = tmp_path / "restaurant"
+    assert main(["eval", "env=inquiry", "env.domain=restaurant", "episodes=2", "render=1",
+                 f"output_dir={restaurant}", "progress=false"]) == 2
+    assert "env 'inquiry' draws episodes for domain 'diagram' only" in capsys.readouterr().err
+    assert not restaurant.exists()  # refused before any episode ran
 
 
 def test_overhead_benchmark_writes_json(tmp_path):

@@ -12,11 +12,12 @@ and records the belief's entropy after every turn. It records facts; rewards jud
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gymrl import ConfigError, LLMEnv, Task, Turn
+from gymrl import ConfigError, Episode, LLMEnv, Task, Turn
 from gymrl_envs.inquiry import scripted
 from gymrl_envs.inquiry.domains import DOMAINS, Domain, get_domain
 from gymrl_envs.inquiry.protocol import parse_turn
@@ -44,6 +45,8 @@ class InquiryEnv(LLMEnv):
     stop = ("</ask>", "</spec>")
     scripted_policies = scripted.POLICIES
     demo_policy = "oracle"  # it reads only the belief and the user model, never the intent
+    # Summaries pool bits per question (all bits gained / all questions asked).
+    summary_ratios = {"bits_per_question": ("bits_gained", "questions")}
 
     def __init__(self, *, domain: str = "diagram", user: str = "mixed", split: str = "train",
                  max_turns: int = 12, seed: int = 0, prior_seed: int = 0,
@@ -144,7 +147,7 @@ class InquiryEnv(LLMEnv):
         turn.facts["entropy_before_bits"] = turn.facts["entropy_bits"] = self.entropy
         facts = self.episode.facts
         if parsed.action == "spec":
-            facts["spec"] = parsed.spec or {}
+            facts["spec"] = turn.facts["spec"] = parsed.spec or {}
             facts["answer"] = canonical(facts["spec"], self.space.names) if all(
                 n in facts["spec"] for n in self.space.names) else ""
             return "", True
@@ -169,7 +172,8 @@ class InquiryEnv(LLMEnv):
 
     def metrics(self, episode: Any) -> dict[str, Any]:
         """Per-episode evaluation metrics; ``kind`` (the user's level) and ``domain`` group the
-        summary."""
+        summary. ``bits_per_question`` is this episode's; summaries pool it over episodes
+        (``summary_ratios``: all bits gained / all questions asked)."""
         facts = episode.facts
         intent = episode.task.hidden["intent"]
         spec = facts.get("spec") or {}
@@ -192,15 +196,30 @@ class InquiryEnv(LLMEnv):
             out["bits_per_question"] = gained / facts["questions"]
         return out
 
-    def render_png(self, path: Any, episode: Any = None) -> Any:
-        """Draw the episode's final spec beside its hidden intent (diagram domain only)."""
+    def check_render_episode_png(self) -> None:
+        """Episodes draw for the ``diagram`` domain only (a restaurant has no picture)."""
+        if self.domain.name != "diagram":
+            raise ConfigError(f"env 'inquiry' draws episodes for domain 'diagram' only; this "
+                              f"env's domain is {self.domain.name!r}")
+
+    def render_episode_png(self, episode: Episode, path: str | Path) -> Path:
+        """Draw a finished episode's final spec beside its hidden intent, as a PNG at ``path``.
+
+        Reads only the Episode record (the spec it ended with, the task's hidden intent), so
+        it draws an episode after the env has moved on to others.
+        """
         from gymrl_envs.inquiry.render import render_pair
 
-        if self.domain.name != "diagram":
-            raise ConfigError(f"render_png draws diagram specs; this env's domain is "
-                              f"{self.domain.name!r}")
-        episode = episode or self.episode
+        domain = episode.task.hidden.get("domain", self.domain.name)
+        if domain != "diagram":
+            raise ConfigError(f"env 'inquiry' draws episodes for domain 'diagram' only; "
+                              f"episode {episode.task.id!r} is from {domain!r}")
         return render_pair(episode.facts.get("spec"), episode.task.hidden["intent"], path)
+
+    def render_png(self, path: str | Path, episode: Episode | None = None) -> Path:
+        """:meth:`render_episode_png` of ``episode``, the current one by default."""
+        self.check_render_episode_png()
+        return self.render_episode_png(episode or self.episode, path)
 
     def render(self) -> str | None:
         text = super().render()

@@ -90,9 +90,10 @@ def render_pair(spec: dict[str, str] | None, intent: dict[str, str], path: str |
         else:
             _draw(ax, plt, chosen, np.random.default_rng(seed))
         right = sum(chosen.get(k) == v for k, v in intent.items())
+        match = (f"{right}/{len(intent)} attributes match the intent" if chosen is not intent
+                 else "what the user wanted")
         ax.set_title(f"{title} ({chosen.get('layout', '-')} layout, "
-                     f"{chosen.get('style', '-')} style)\n{right}/{len(intent)} attributes "
-                     "match the intent", fontsize=8)
+                     f"{chosen.get('style', '-')} style)\n{match}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -4,6 +4,9 @@
   user's answering model (exact, from the belief), while that gain is at least ``MIN_GAIN``
   bits and a turn is left for the spec; then gives the belief's most probable joint intent
   (the MAP spec). It never reads the hidden intent, so it is also the SFT demonstration.
+  Greedy gains shrink as the belief narrows, so with users who answer vaguely the oracle
+  asks up to the turn limit and its bits per question over all its questions falls, though
+  question for question it gains the most.
 - ``never_ask``: the MAP spec from the opening request alone.
 - ``random_ask``: asks about uniformly random attributes (repeats allowed), half as many
   questions as there are attributes, then gives the MAP spec.
