@@ -9,14 +9,19 @@ from gymrl.config import EnvConfig, RewardConfig, _help
 
 @dataclass
 class LearnerConfig:
-    # The defaults fit the 15-minute budget of the main job on 2 CPU cores (SFT ~6 min, two
-    # GRPO steps ~4 min, two held-out evaluations ~3 min); real runs raise learner.steps.
-    steps: int = _help("GRPO steps (one batch of rollouts and its updates each)", 2)
+    # The defaults fit the 15-minute budget of the main job on 2 CPU cores (README,
+    # "Learning": SFT, four GRPO steps of 16 rollouts, two held-out evaluations); real runs
+    # raise learner.steps.
+    steps: int = _help("GRPO steps (one batch of rollouts and its updates each)", 4)
     groups: int = _help("tasks per step", 2)
     group_size: int = _help("rollouts per task (G)", 8)
     lr: float = _help("AdamW learning rate", 2e-4)
     weight_decay: float = _help("AdamW weight decay", 0.0)
-    scale_rewards: str = _help("advantage scaling: group | batch | none", "group")
+    scale_rewards: str = _help(
+        "advantage scaling: group (divide by each group's reward std, as in GRPO) | batch "
+        "(by the whole batch's std) | none. batch is the default: a group whose rewards differ "
+        "only a little (the same wrong answer at different prices) keeps a small advantage "
+        "instead of being blown up to unit size", "batch")
     loss_type: str = _help("loss aggregation: grpo | dr_grpo | dapo", "grpo")
     action_baseline: bool = _help(
         "subtract from each advantage the batch mean advantage of rollouts that called the same "

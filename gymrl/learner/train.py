@@ -333,7 +333,10 @@ class Trainer:
         max_tokens = max(s.policy_tokens for s in seqs)
         # Old log-probs: with one pass the current policy is the old one (ratio 1, detached).
         micro = learner["micro_batch"]
-        chunks = [list(range(i, min(i + micro, len(seqs)))) for i in range(0, len(seqs), micro)]
+        # Micro-batches of similar lengths: a chunk is padded to its longest sequence, and a
+        # 5-turn episode is nearly twice as long as a 2-turn one.
+        by_length = sorted(range(len(seqs)), key=lambda i: len(seqs[i].ids))
+        chunks = [by_length[i:i + micro] for i in range(0, len(seqs), micro)]
         old: dict[int, Any] = {}
         ref: dict[int, Any] = {}
         temperature = self.cfg["rollout"]["temperature"] or 1.0

@@ -26,7 +26,9 @@ class RouterR1Reward(Reward):
         self.alpha = alpha
         self.parts = compose("outcome+format+cost",
                              options={"outcome": outcome or {}, "format": format or {},
-                                      "cost": cost or {}})
+                                      # Router-R1's cost: every episode pays, rolling bounds
+                                      "cost": {"rolling": True, "charge": "always",
+                                               **(cost or {})}})
         ranges = {name: reward.range for name, reward, _, _ in self.parts.parts}
         low = (ranges["outcome"][0] + ranges["format"][0]) * (1 - alpha) + alpha * \
             ranges["cost"][0]

@@ -58,14 +58,38 @@ def test_outcome_rejects_unknown_metric():
 
 
 def test_cost_range_both_ends_and_warmup():
-    reward = CostReward(warmup=4, reference_usd=1e-4)
+    reward = CostReward(reference_usd=1e-4, charge="always")
     assert reward(_episode(cost=0.0)).total == 0.0          # free: best end
     assert reward(_episode(cost=5e-4)).total == -1.0        # above reference: worst end
     assert reward(_episode(cost=5e-5)).total == pytest.approx(-0.5)
 
 
+def test_cost_charges_a_correct_answer_only_by_default():
+    reward = CostReward(reference_usd=1e-4)
+    right = reward(_episode("Paris", cost=5e-5))
+    assert right.total == pytest.approx(-0.5) and right.diagnostics["charged"] == 1.0
+    for wrong in (_episode("Lyon", cost=5e-5), _episode(None, cost=5e-5)):
+        score = reward(wrong)
+        assert score.total == 0.0 and score.diagnostics["charged"] == 0.0
+    assert reward(_episode("Paris", cost=5e-4)).total == -1.0  # worst end, on a right answer
+    assert CostReward(reference_usd=1e-4, charge="always")(_episode("Lyon", cost=5e-5)).total \
+        == pytest.approx(-0.5)
+
+
+def test_cost_bounds_stay_fixed_unless_rolling():
+    reward = CostReward(warmup=2, reference_usd=1e-4)
+    for c in (1e-6, 2e-6, 3e-6, 4e-6):
+        reward(_episode("Paris", cost=c))
+    assert reward.bounds() == (0.0, 1e-4) and reward.state_dict() == {"history": []}
+
+
+def test_cost_rejects_an_unknown_charge():
+    with pytest.raises(ConfigError, match="'sometimes'; allowed: correct, always"):
+        CostReward(charge="sometimes")
+
+
 def test_cost_rolling_percentiles():
-    reward = CostReward(warmup=10, low=0, high=100)
+    reward = CostReward(warmup=10, low=0, high=100, rolling=True, charge="always")
     for c in range(1, 11):
         reward(_episode(cost=c * 1e-5))
     lo, hi = reward.bounds()
@@ -75,7 +99,7 @@ def test_cost_rolling_percentiles():
 
 
 def test_frozen_cost_scores_against_fixed_bounds_and_never_records():
-    live = CostReward(warmup=2, reference_usd=1e-4)
+    live = CostReward(warmup=2, reference_usd=1e-4, rolling=True, charge="always")
     for c in (1e-6, 2e-6, 3e-6):
         live(_episode(cost=c))
     frozen = live.frozen()
@@ -87,7 +111,7 @@ def test_frozen_cost_scores_against_fixed_bounds_and_never_records():
 
 
 def test_frozen_composite_freezes_each_component():
-    reward = compose("cost+outcome", options={"cost": {"warmup": 1, "reference_usd": 1e-4}})
+    reward = compose("cost+outcome", options={"cost": {"warmup": 1, "reference_usd": 1e-4, "rolling": True, "charge": "always"}})
     frozen = reward.frozen()
     assert frozen.weights == reward.weights and frozen.range == reward.range
     for _ in range(5):
@@ -96,10 +120,10 @@ def test_frozen_composite_freezes_each_component():
 
 
 def test_cost_state_round_trip_is_exact():
-    a = CostReward(warmup=3)
+    a = CostReward(warmup=3, rolling=True, charge="always")
     for c in (1e-5, 3e-5, 2e-5, 8e-5):
         a(_episode(cost=c))
-    b = CostReward(warmup=3)
+    b = CostReward(warmup=3, rolling=True, charge="always")
     b.load_state_dict(a.state_dict())
     assert b.bounds() == a.bounds()
     assert b(_episode(cost=4e-5)).total == a(_episode(cost=4e-5)).total
@@ -145,7 +169,7 @@ def test_weight_for_component_not_in_spec():
 
 
 def test_unknown_reward_option_lists_valid():
-    with pytest.raises(ConfigError, match="'windw'.*valid options: high, low, reference_usd"):
+    with pytest.raises(ConfigError, match="'windw'.*valid options: charge, high, low, reference_usd"):
         compose("cost", options={"cost": {"windw": 3}})
 
 
@@ -160,7 +184,7 @@ def test_cost_percentiles_match_numpy_over_a_sliding_window():
     import numpy as np
 
     rng = np.random.default_rng(0)
-    reward = CostReward(window=50, warmup=1)
+    reward = CostReward(window=50, warmup=1, rolling=True)
     for cost in rng.exponential(1e-4, size=300):
         reward(_episode(cost=float(cost)))
         if len(reward.history) < 2:
