@@ -114,12 +114,21 @@ class NousReward(Reward):
     ``spec_outcome + gain_weight * info_gain(unit="fraction") + question_cost + format``:
     the components are the registered rewards of those names (options per component), so a
     plugin that replaces one changes this composite too; every component is reported and the
-    dense ones (information gain, question cost) reach the learner per turn. Range:
-    ``(-inf, 1 + gain_weight]``, the sum of the components' ranges, each of which scripted
-    policies reach. The sum's ends are bounds, not reached: information gain has no lower
-    bound, and ``1 + gain_weight`` needs the whole intent learnt without a question, while
-    the opening requests leave several attributes open, so even the best episode pays for
-    questions (the oracle's best episodes score about 1.3).
+    dense ones (information gain, question cost) reach the learner per turn. Nothing is
+    clipped: ``info_gain`` is exact, and its per-turn values sum to its total.
+
+    Range: ``(-inf, 1 + gain_weight]``, the sum of the components' ranges. Those ends are
+    bounds, not reached, so ``gymrl check env=inquiry reward=nous`` reports them not reached,
+    and this is not the inquiry env's default (that is ``spec_outcome+question_cost+format``,
+    range ``[-1.5, 1]``, both ends reached by scripted policies). Neither end can be made
+    tight honestly. The top: information is bought with questions (after the opening request
+    only answers move the belief), so ``1 + gain_weight`` would need the belief narrowed to
+    one intent without a question, which cannot happen; the best episode's value depends on
+    how few questions the tasks need, a fact about the tasks, not a bound the reward can
+    state (the oracle's best episodes score about 1.3; a policy that knows the intent and
+    asks nothing scores 1). The bottom: a misleading answer can leave the belief wider than
+    the opening request did, by more than the opening entropy when that was small, so the
+    fraction has no lower bound.
     """
 
     name = "nous"

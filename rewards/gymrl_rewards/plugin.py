@@ -38,4 +38,4 @@ def register_rewards(register):
     register("question_cost", QuestionCostReward, description="Dense -0.05 per question asked, "
              "capped at -0.5. Range [-cap, 0]")
     register("nous", NousReward, description="Nous composite: spec_outcome + 0.5 x info_gain "
-             "(fraction) + question_cost + format. Range (-inf, 1.5]")
+             "(fraction) + question_cost + format. Range (-inf, 1.5], bounds not reached")

@@ -15,12 +15,13 @@ from hypothesis import strategies as st
 
 from gymrl import Completion, ConfigError, UnknownNameError, plugins
 from gymrl.backends.scripted import ScriptedBackend
+from gymrl.check import check_env_and_rewards
 from gymrl.evaluate import run_episodes, summarise
 from gymrl.make import make_env
 from gymrl_envs.inquiry.domains import DOMAINS, get_domain
 from gymrl_envs.inquiry.env import InquiryEnv
 from gymrl_envs.inquiry.protocol import parse_turn
-from gymrl_envs.inquiry.scripted import expected_gains
+from gymrl_envs.inquiry.scripted import OFF_TOPIC, expected_gains
 from gymrl_envs.inquiry.space import (
     Attribute,
     IntentSpace,
@@ -64,7 +65,18 @@ def test_registered_and_gymnasium_make_passes_check_env():
         plugins.registered("reward"))
     env = gymnasium.make("gymrl/inquiry-v0")
     check_env(env.unwrapped, skip_render_check=True)
-    assert make_env("inquiry").reward_fn.name == "nous"
+    assert make_env("inquiry").reward_fn.name == "spec_outcome+question_cost+format"
+
+
+def test_gymrl_check_proves_the_default_reward_range():
+    """``gymrl check env=inquiry``: scripted policies reach both ends and none leaves the range
+    (the ends are deterministic, so fewer episodes than the command's 64 suffice)."""
+    report = check_env_and_rewards(["env=inquiry", "episodes=16"])
+    assert report["check_env"] == "ok"
+    assert report["range"] == [-1.5, 1.0] and report["reached"] == [True, True]
+    policies = report["policies"]
+    assert policies["clairvoyant"]["min"] == policies["clairvoyant"]["max"] == 1.0
+    assert policies["stall"]["min"] == policies["stall"]["max"] == pytest.approx(-1.5)
 
 
 def test_bad_options_name_what_is_allowed():
@@ -264,6 +276,11 @@ def test_a_question_the_user_cannot_map_gets_a_polite_reply_and_no_evidence():
     assert turn.facts["evidence"] is None and turn.facts["attribute"] is None
     assert turn.facts["entropy_before_bits"] == turn.facts["entropy_bits"]
     assert env.episode.facts["questions"] == 1 and env.episode.facts["understood"] == 0
+
+
+@pytest.mark.parametrize("name", DOMAINS)
+def test_the_stalling_policys_question_maps_to_no_attribute(name):
+    assert get_domain(name, 0).lexicon.attribute_of(OFF_TOPIC) is None
 
 
 @pytest.mark.parametrize("name", DOMAINS)

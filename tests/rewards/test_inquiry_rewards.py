@@ -90,6 +90,23 @@ def test_nous_composite_reports_components_and_dense_turns():
     assert worst.reward == pytest.approx(-1.0)  # format penalty, nothing else
 
 
+@pytest.mark.parametrize("user", ["expert", "novice"])
+def test_default_reward_ends_are_the_clairvoyant_and_the_stalling_policies(user):
+    default = "spec_outcome+question_cost+format"
+    best = _episodes("clairvoyant", user, reward=default, episodes=5)
+    worst = _episodes("stall", user, reward=default, episodes=5)
+    assert all(e.rewards == {"spec_outcome": 1.0, "question_cost": 0.0, "format": 0.0}
+               and e.reward == 1.0 and e.facts["questions"] == 0 for e in best)
+    for episode in worst:  # twelve unmappable questions, no spec, truncated
+        assert episode.rewards == pytest.approx(
+            {"spec_outcome": 0.0, "question_cost": -0.5, "format": -1.0})
+        assert episode.reward == pytest.approx(-1.5)
+        assert episode.facts["understood"] == 0 and episode.facts["spec"] is None
+    # Under nous they score alike: neither policy's turns gain a bit.
+    assert all(e.reward == 1.0 for e in _episodes("clairvoyant", user, episodes=3))
+    assert all(e.reward == pytest.approx(-1.5) for e in _episodes("stall", user, episodes=3))
+
+
 def test_info_gain_plus_outcome_reaches_the_learner_through_the_episode():
     """``gymrl train env=inquiry reward=info_gain+outcome``: the learner reads
     ``turn.rewards["total"]`` (dense) and ``episode.reward``."""

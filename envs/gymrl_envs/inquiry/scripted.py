@@ -1,4 +1,5 @@
-"""Scripted policies of the inquiry env: baselines that read the env's belief.
+"""Scripted policies of the inquiry env: baselines that read the env's belief, and two test
+doubles that prove the ends of the default reward's range (``gymrl check env=inquiry``).
 
 - ``oracle``: asks about the attribute with the greatest expected information gain under the
   user's answering model (exact, from the belief), while that gain is at least ``MIN_GAIN``
@@ -11,6 +12,13 @@
 - ``random_ask``: asks about uniformly random attributes (repeats allowed), half as many
   questions as there are attributes, then gives the MAP spec.
 - ``malformed``: plain text with no tags, every turn.
+- ``clairvoyant``: reads the hidden intent (privileged, like the router's and the tools env's
+  oracles) and gives it as the spec at once, asking nothing: the best outcome, which no honest
+  policy can count on. A test double, never a demonstration (``demo_policy`` is ``oracle``).
+- ``stall``: asks the user something off-topic every turn and never gives a spec: every
+  question costs, none informs (the user cannot map it to an attribute), and the turn limit
+  ends the episode with a format violation: the worst outcome. With ``max_turns >= 10`` it
+  spends the whole question-cost cap.
 """
 
 from __future__ import annotations
@@ -70,5 +78,18 @@ def malformed(env: Any) -> str:
     return "I think you want a bar chart with a legend."
 
 
+def clairvoyant(env: Any) -> str:
+    intent = env.episode.task.hidden["intent"]
+    return f"<think>I know what you want.</think>\n<spec>{json.dumps(intent)}</spec>"
+
+
+# No domain's words (not even "where", the restaurant's area): no user can map it to an attribute.
+OFF_TOPIC = "What is your favourite song?"
+
+
+def stall(env: Any) -> str:
+    return f"<think>Small talk first.</think>\n<ask>{OFF_TOPIC}</ask>"
+
+
 POLICIES = {"oracle": oracle, "never_ask": never_ask, "random_ask": random_ask,
-            "malformed": malformed}
+            "malformed": malformed, "clairvoyant": clairvoyant, "stall": stall}

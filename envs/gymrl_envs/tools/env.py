@@ -3,9 +3,10 @@
 Three task families, generated offline with train/test splits (``tasks.py``): BFCL-style
 function calling (single calls, two calls, and irrelevance cases where the right move is to call
 nothing), arithmetic word problems that need the ``calculator`` tool, and retrieval questions
-answered from the local corpus through the ``search`` tool. The env records facts (the calls
-made, their results and errors, the response, format violations); rewards judge them
-(``tool_format``, ``tool_correctness``, ``outcome``).
+answered from the local corpus through the ``search`` tool. On request (``families=bfcl``),
+the Berkeley Function Calling Leaderboard's own tasks from the ``bfcl-eval`` package
+(``bfcl.py``). The env records facts (the calls made, their results and errors, the response,
+format violations); rewards judge them (``tool_format``, ``tool_correctness``, ``outcome``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,22 @@ class FunctionTool(Tool):
 _FUNCTION_TOOLS = {name: FunctionTool(f) for name, f in FUNCTIONS.items()}
 
 
+class SpecTool(Tool):
+    """A function a task defines by its signature only (BFCL's): no implementation.
+
+    A call is validated against the schema like any tool's; a valid one gets the neutral
+    observation ``{"status": "ok"}``, which tells the model nothing about the request, so such
+    a task is judged on its calls alone.
+    """
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.name, self.description = spec["name"], spec.get("description", "")
+        self.parameters = spec["parameters"]
+
+    def call(self, arguments: dict[str, Any]) -> ToolResult:
+        return ToolResult(content=json.dumps({"status": "ok"}))
+
+
 class ToolsEnv(LLMEnv):
     """Tool use over function-calling, arithmetic and retrieval tasks (ToolRL protocol)."""
 
@@ -60,28 +77,40 @@ class ToolsEnv(LLMEnv):
 
     def __init__(self, *, split: str = "train", families: str = "all", seed: int = 0,
                  max_turns: int = 4, require_think: bool = True, search_backend: str = "bm25",
-                 calculator_time_limit_s: float = 2.0, render_mode: str | None = None) -> None:
+                 calculator_time_limit_s: float = 2.0, bfcl_categories: str = "default",
+                 bfcl_dir: str | None = None, render_mode: str | None = None) -> None:
         """Args:
             split: ``train`` or ``test``.
-            families: ``all`` or a comma-separated subset of function_calling, arithmetic,
-                retrieval.
+            families: ``all`` (the generated families) or a comma-separated subset of
+                function_calling, arithmetic, retrieval and bfcl (BFCL's tasks, which need
+                ``pip install --no-deps bfcl-eval``).
             seed: the seed of the generated tasks and corpus.
             max_turns: policy turns before truncation.
             require_think: whether every turn must open with ``<think>``.
             search_backend: ``bm25`` (offline, the generated corpus) or ``ddgs`` (the web).
             calculator_time_limit_s: the calculator sandbox's time limit per call.
+            bfcl_categories: with family bfcl: ``default`` (simple_python, multiple, parallel,
+                parallel_multiple, irrelevance), ``all`` (the live_* ones too) or a
+                comma-separated list of categories.
+            bfcl_dir: with family bfcl: a folder laid out like ``bfcl_eval/data`` to read
+                instead of the installed package.
         """
         if split not in SPLITS:
             raise ConfigError(f"tools split {split!r}; allowed: {', '.join(SPLITS)}")
         chosen = FAMILIES if families == "all" else tuple(
             f.strip() for f in families.split(",") if f.strip())
-        unknown = [f for f in chosen if f not in FAMILIES]
+        unknown = [f for f in chosen if f not in (*FAMILIES, "bfcl")]
         if unknown or not chosen:
             raise ConfigError(f"tools families {families!r}: unknown {unknown}; allowed: 'all' "
-                              f"or a comma-separated subset of {', '.join(FAMILIES)}")
+                              f"or a comma-separated subset of {', '.join(FAMILIES)}, bfcl")
         super().__init__(max_turns=max_turns, render_mode=render_mode)
         self.split, self.families, self.require_think = split, chosen, require_think
-        self.tasks: tuple[Task, ...] = generate_tasks(chosen, split, seed)
+        generated = tuple(f for f in chosen if f != "bfcl")
+        self.tasks: tuple[Task, ...] = generate_tasks(generated, split, seed) if generated else ()
+        if "bfcl" in chosen:
+            from gymrl_envs.tools.bfcl import load_bfcl, parse_categories
+
+            self.tasks += load_bfcl(parse_categories(bfcl_categories), split, bfcl_dir)
         self.set_tasks(self.tasks)
         self.tool_options: dict[str, dict[str, Any]] = {
             "search": {"backend": search_backend, "corpus_seed": seed},
@@ -108,6 +137,8 @@ class ToolsEnv(LLMEnv):
         """The tools and functions this episode's task offers, by name."""
         hidden = self.episode.task.hidden
         out: dict[str, Tool] = {name: _FUNCTION_TOOLS[name] for name in hidden["functions"]}
+        for spec in hidden.get("function_specs", ()):
+            out[spec["name"]] = SpecTool(spec)
         for name in hidden["tools"]:
             out[name] = self.tool(name)
         return out

@@ -1,7 +1,7 @@
 """Scripted policies of the tools env: privileged baselines that read the task's gold calls.
 
-- ``oracle``: the gold calls in one turn, then the gold answer (or, with nothing to call, a
-  polite refusal): the best outcome.
+- ``oracle``: the gold calls (one turn, or several when there are more than a turn may
+  hold), then the gold answer (or, with nothing to call, a polite refusal): the best outcome.
 - ``no_tools``: responds at once without calling anything.
 - ``random_tools``: calls one offered tool with made-up parameters, then repeats its result.
 - ``malformed``: plain text with no tags, every turn: the worst outcome.
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 from typing import Any
+
+from gymrl_envs.tools.protocol import MAX_CALLS_PER_TURN
 
 REFUSAL = "None of the available tools can help with that request."
 
@@ -22,14 +24,17 @@ def _turn(think: str, body: str) -> str:
 def oracle(env: Any) -> str:
     task = env.episode.task
     gold = task.hidden["gold_calls"]
-    if gold and not env.episode.tool_calls:
+    made = len(env.episode.tool_calls)
+    if made < len(gold):  # only the call itself: a gold call may carry matching metadata
+        calls = [{"name": c["name"], "parameters": c["parameters"]}
+                 for c in gold[made:made + MAX_CALLS_PER_TURN]]
         return _turn("The request needs these calls.",
-                     f"<tool_call>{json.dumps(gold)}</tool_call>")
+                     f"<tool_call>{json.dumps(calls)}</tool_call>")
     if task.answer:
         return _turn("The results give the answer.", f"<response>{task.answer[0]}</response>")
     if gold:
-        results = "; ".join(c.result for c in env.episode.tool_calls)
-        return _turn("Both calls are done.", f"<response>{results}</response>")
+        results = "; ".join(c.result or f"error: {c.error}" for c in env.episode.tool_calls)
+        return _turn("The calls are done.", f"<response>{results}</response>")
     return _turn("No available tool fits this request.", f"<response>{REFUSAL}</response>")
 
 
