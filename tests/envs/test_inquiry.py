@@ -73,10 +73,10 @@ def test_gymrl_check_proves_the_default_reward_range():
     (the ends are deterministic, so fewer episodes than the command's 64 suffice)."""
     report = check_env_and_rewards(["env=inquiry", "episodes=16"])
     assert report["check_env"] == "ok"
-    assert report["range"] == [-1.5, 1.0] and report["reached"] == [True, True]
+    assert report["range"] == [-1.2, 1.0] and report["reached"] == [True, True]
     policies = report["policies"]
     assert policies["clairvoyant"]["min"] == policies["clairvoyant"]["max"] == 1.0
-    assert policies["stall"]["min"] == policies["stall"]["max"] == pytest.approx(-1.5)
+    assert policies["stall"]["min"] == policies["stall"]["max"] == pytest.approx(-1.2)
 
 
 def test_bad_options_name_what_is_allowed():

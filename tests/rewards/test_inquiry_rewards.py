@@ -66,10 +66,10 @@ def test_spec_outcome_range_both_ends():
 
 def test_question_cost_range_both_ends_and_dense_turns():
     reward = QuestionCostReward()
-    assert reward.range == (-0.5, 0.0)
+    assert reward.range == (-0.2, 0.0)
     assert max(reward(e).total for e in _episodes("never_ask", "novice", episodes=3)) == 0.0
     many = _episodes("oracle", "novice", episodes=5)  # the oracle keeps asking noisy users
-    assert min(reward(e).total for e in many) == pytest.approx(-0.5)
+    assert min(reward(e).total for e in many) == pytest.approx(-0.2)
     for episode in many:
         score = reward(episode)
         assert math.fsum(score.per_turn) == pytest.approx(score.total)
@@ -99,12 +99,23 @@ def test_default_reward_ends_are_the_clairvoyant_and_the_stalling_policies(user)
                and e.reward == 1.0 and e.facts["questions"] == 0 for e in best)
     for episode in worst:  # twelve unmappable questions, no spec, truncated
         assert episode.rewards == pytest.approx(
-            {"spec_outcome": 0.0, "question_cost": -0.5, "format": -1.0})
-        assert episode.reward == pytest.approx(-1.5)
+            {"spec_outcome": 0.0, "question_cost": -0.2, "format": -1.0})
+        assert episode.reward == pytest.approx(-1.2)
         assert episode.facts["understood"] == 0 and episode.facts["spec"] is None
     # Under nous they score alike: neither policy's turns gain a bit.
     assert all(e.reward == 1.0 for e in _episodes("clairvoyant", user, episodes=3))
-    assert all(e.reward == pytest.approx(-1.5) for e in _episodes("stall", user, episodes=3))
+    assert all(e.reward == pytest.approx(-1.2) for e in _episodes("stall", user, episodes=3))
+
+
+def test_default_question_cost_lets_good_questions_beat_guessing():
+    """The default reward under the default env (mixed users): asking the right questions is
+    worth its cost, so oracle > random_ask > never_ask in mean reward."""
+    def mean_reward(policy):
+        episodes = _episodes(policy, "mixed", reward=None, episodes=60, domain="diagram")
+        return math.fsum(e.reward for e in episodes) / len(episodes)
+
+    oracle, rand, never = (mean_reward(p) for p in ("oracle", "random_ask", "never_ask"))
+    assert oracle > rand + 0.05 and rand > never + 0.05
 
 
 def test_info_gain_plus_outcome_reaches_the_learner_through_the_episode():
