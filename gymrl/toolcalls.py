@@ -70,16 +70,17 @@ def same_call(pred: dict[str, Any], gold: dict[str, Any]) -> bool:
 
 
 def calls_match(pred: list[dict[str, Any]], gold: list[dict[str, Any]]) -> bool:
-    """The two lists hold the same calls, in any order (each gold call used once)."""
+    """The two lists hold the same calls, in any order (each gold call used once).
+
+    A call may fit several gold calls (any-of values, optional parameters), so first-fit could
+    pair it wrongly: the pairing is an exact maximum matching.
+    """
     if len(pred) != len(gold):
         return False
-    remaining = list(gold)
-    for call in pred:
-        hit = next((i for i, g in enumerate(remaining) if same_call(call, g)), None)
-        if hit is None:
-            return False
-        remaining.pop(hit)
-    return True
+    if not gold:
+        return True
+    fits = [[1.0 if same_call(c, g) else 0.0 for g in gold] for c in pred]
+    return _best_assignment(fits) == len(gold)
 
 
 def _pair_score(pred: dict[str, Any], gold: dict[str, Any]) -> float:

@@ -9,9 +9,9 @@ from gymrl.config import EnvConfig, RewardConfig, _help
 
 @dataclass
 class LearnerConfig:
-    # The defaults fit the 15-minute budget of the main job on 2 CPU cores (README,
-    # "Learning": SFT, four GRPO steps of 16 rollouts, two held-out evaluations); real runs
-    # raise learner.steps.
+    # The defaults are the main job's on 2 CPU cores (README, "Where training stands
+    # (measured)": SFT, four GRPO steps of 16 rollouts, two held-out evaluations, and the time
+    # that takes); real runs raise learner.steps.
     steps: int = _help("GRPO steps (one batch of rollouts and its updates each)", 4)
     groups: int = _help("tasks per step", 2)
     group_size: int = _help("rollouts per task (G)", 8)

@@ -88,22 +88,27 @@ def lora_merged(model: Any) -> Iterator[None]:
     Generation then costs one matmul per layer instead of three (base, A, B): on 2 CPU cores a
     SmolLM2 decode step at batch 16 takes ~240 ms merged against ~340 ms unmerged. On leaving,
     the base weights are restored from a copy, bit for bit (subtracting the delta again would
-    drift by rounding every step, and checkpoints hold only the adapter). A model without an
-    adapter runs as it is.
+    drift by rounding every step, and checkpoints hold only the adapter), and the layers are
+    marked unmerged, also when the block (or the merge itself) raises. A model without an
+    adapter, or with weights below float32 (merging would round them, so rollouts would sample
+    from a slightly different policy than the one trained), runs as it is.
     """
     import torch
 
     layers = [m for m in model.modules()
               if hasattr(m, "base_layer") and hasattr(m, "get_delta_weight")]
-    if not hasattr(model, "merge_adapter") or not layers:
+    if (not hasattr(model, "merge_adapter") or not layers
+            or any(m.base_layer.weight.dtype != torch.float32 for m in layers)):
         yield
         return
+    if any(m.merged for m in layers):
+        raise RuntimeError("lora_merged: the adapter is already merged into the base weights")
     saved = [m.base_layer.weight.detach().clone() for m in layers]
-    model.merge_adapter()
     try:
+        model.merge_adapter()
         yield
     finally:
-        model.unmerge_adapter()
         with torch.no_grad():
             for m, weight in zip(layers, saved, strict=True):
                 m.base_layer.weight.copy_(weight)
+                m.merged_adapters = []

@@ -261,7 +261,7 @@ class Trainer:
         mask = torch.tensor([s.mask + [0] * (width - len(s.mask)) for s in seqs])
         return ids.to(self.device), attention.to(self.device), mask.to(self.device)
 
-    def rollouts(self, rollouts: list[Rollout]) -> None:
+    def play(self, rollouts: list[Rollout]) -> None:
         """Play rollouts to their ends; the learner's own model generates with LoRA merged."""
         from gymrl.learner.model import lora_merged
 
@@ -284,7 +284,7 @@ class Trainer:
             _, info = env.reset(seed=i)
             rollouts.append(Rollout(group=i, env=env, messages=info["messages"]))
         try:
-            self.rollouts(rollouts)
+            self.play(rollouts)
         finally:
             self.backend.temperature = temperature
         from gymrl.evaluate import episode_record, summarise
@@ -294,7 +294,8 @@ class Trainer:
                     if hasattr(r.env.unwrapped, "metrics") else {}) for r in rollouts]
         atomic_write_text(self.eval_path(self.step), "".join(
             json.dumps(episode_record(e, m), default=str) + "\n" for e, m in records))
-        overall = summarise(records, group_by=())["overall"]
+        overall = summarise(records, group_by=(),
+                            ratios=envs[0].unwrapped.summary_ratios)["overall"]
         return {f"eval/{k}": v for k, v in overall.items()}
 
     def eval_path(self, step: int) -> Path:
@@ -313,7 +314,7 @@ class Trainer:
         for g in range(groups):
             task_seed = self.cfg["seed"] * 1_000_003 + self.step * groups + g
             rollouts.extend(reset_group(self.train_envs[g * size:(g + 1) * size], task_seed, g))
-        self.rollouts(rollouts)
+        self.play(rollouts)
         rollout_s = time.perf_counter() - start
         rewards = torch.tensor([r.reward for r in rollouts])
         group_ids = torch.tensor([r.group for r in rollouts])

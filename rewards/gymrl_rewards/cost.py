@@ -25,15 +25,18 @@ class CostReward(Reward):
     """Minus the episode's cost, scaled to [-1, 0]: ``-clip((cost - lo) / (hi - lo), 0, 1)``.
 
     Raw cost is tokens x price, summed over the episode's calls. Two choices, both defaults
-    measured on the router env with SmolLM2 (README, "Learning"):
+    measured on the router env with SmolLM2 (README, "Where training stands (measured)"):
 
     - ``charge="correct"`` (default): the cost counts against a *correct* final answer only,
       so the reward ``cost+outcome`` is ``1 - scaled cost`` for a right answer and 0 for a
       wrong one: the value of an answer net of what it cost, the quantity behind "cost per
-      correct answer". With ``charge="always"`` every episode pays, as in Router-R1. Then a
-      task the policy cannot yet solve differs between rollouts only in cost, and those
-      groups teach "call the cheapest expert" to every domain at once: the default run fell
-      from 0.48 to 0.28-0.35 accuracy onto the cheapest expert.
+      correct answer". Correct means an exact match with a gold answer (``outcome``'s
+      default metric); an episode whose task has no gold answer always pays. With
+      ``charge="always"`` every episode pays, as in Router-R1. Then a task the policy cannot
+      yet solve differs between rollouts only in cost, and those groups teach "call the
+      cheapest expert" to every domain at once: trained that way the router fell from 0.48 to
+      0.28 (rolling bounds, group scaling) or 0.345 (fixed bounds, batch scaling) accuracy,
+      onto the cheapest expert; with ``charge="correct"`` it rose to 0.535.
     - ``rolling=False`` (default): fixed bounds ``lo = 0``, ``hi = reference_usd``.
       ``rolling=True`` is Router-R1's normalisation: ``lo``/``hi`` are the ``low``/``high``
       percentiles of the last ``window`` episodes' costs (fixed bounds until ``warmup`` costs
@@ -107,9 +110,12 @@ class CostReward(Reward):
 
     @staticmethod
     def _correct(episode: Episode) -> bool:
-        """Whether the final answer exactly matches a gold answer (``outcome``'s default)."""
+        """Whether the final answer exactly matches a gold answer (``outcome``'s default
+        metric). A task with no gold answer cannot be checked, so its episodes always pay."""
         answer, gold = episode.facts.get("answer"), episode.task.answer
-        return bool(answer) and gold is not None and exact_match(str(answer), gold) == 1.0
+        if gold is None:
+            return True
+        return bool(answer) and exact_match(str(answer), gold) == 1.0
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": list(self.history)}

@@ -226,7 +226,10 @@ def test_real_categories_load_with_valid_schemas():
 def test_oracle_scores_full_call_accuracy_on_real_bfcl():
     env = make_env("tools", families="bfcl", split="test").unwrapped
     assert {t.hidden["category"] for t in env.tasks} == set(bfcl.CATEGORIES)
-    tasks = env.tasks[::2][:100]  # every category, in file order
+    by_category: dict[str, list] = {}
+    for task in env.tasks:
+        by_category.setdefault(task.hidden["category"], []).append(task)
+    tasks = [t for group in by_category.values() for t in group[:20]]  # every category
     for task in tasks:
         env.reset(seed=0, options={"task_id": task.id})
         done = False
@@ -235,4 +238,15 @@ def test_oracle_scores_full_call_accuracy_on_real_bfcl():
             done = terminated or truncated
         assert env.metrics(env.episode)["call_accuracy"] == 1.0, task.id
         assert env.episode.rewards["tool_correctness"] == 3.0, task.id
-    assert len(tasks) == 100
+    assert len(tasks) == 20 * len(by_category)
+
+
+def test_calls_match_pairs_exactly_where_first_fit_would_pair_wrongly():
+    # The first call fits both gold calls; first-fit would give it the first and strand the
+    # second call, which only the first gold call accepts.
+    gold = [{"name": "f", "parameters": {"a": 1}, "acceptable": {"a": [1, 2]}},
+            {"name": "f", "parameters": {"a": 2}, "acceptable": {"a": [2, 3]}}]
+    assert calls_match([{"name": "f", "parameters": {"a": 2}},
+                        {"name": "f", "parameters": {"a": 1}}], gold)
+    assert not calls_match([{"name": "f", "parameters": {"a": 1}},
+                            {"name": "f", "parameters": {"a": 1}}], gold)

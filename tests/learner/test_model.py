@@ -80,10 +80,38 @@ def test_lora_merged_gives_the_adapters_outputs_and_restores_the_base_exactly(ti
 
 
 def test_lora_merged_leaves_a_plain_model_alone(tiny_chat_model):
+    import torch
     from transformers import AutoModelForCausalLM
 
     from gymrl.learner.model import lora_merged
 
     model = AutoModelForCausalLM.from_pretrained(tiny_chat_model)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
     with lora_merged(model):
-        pass
+        for name, p in model.named_parameters():
+            assert torch.equal(p, before[name]), name
+
+
+def test_lora_merged_restores_the_base_when_the_block_raises(tiny_chat_model):
+    import pytest
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from gymrl.learner.model import lora_merged
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_chat_model),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"]))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with pytest.raises(KeyboardInterrupt), lora_merged(model):
+        raise KeyboardInterrupt
+    for name, p in model.named_parameters():
+        assert torch.equal(p, before[name]), name
+    layers = [m for m in model.modules() if hasattr(m, "base_layer")]
+    assert layers and not any(m.merged for m in layers)
+    with lora_merged(model):  # usable again
+        assert all(m.merged for m in layers)

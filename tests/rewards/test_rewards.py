@@ -111,7 +111,8 @@ def test_frozen_cost_scores_against_fixed_bounds_and_never_records():
 
 
 def test_frozen_composite_freezes_each_component():
-    reward = compose("cost+outcome", options={"cost": {"warmup": 1, "reference_usd": 1e-4, "rolling": True, "charge": "always"}})
+    reward = compose("cost+outcome", options={"cost": {
+        "warmup": 1, "reference_usd": 1e-4, "rolling": True, "charge": "always"}})
     frozen = reward.frozen()
     assert frozen.weights == reward.weights and frozen.range == reward.range
     for _ in range(5):
@@ -169,7 +170,8 @@ def test_weight_for_component_not_in_spec():
 
 
 def test_unknown_reward_option_lists_valid():
-    with pytest.raises(ConfigError, match="'windw'.*valid options: charge, high, low, reference_usd"):
+    with pytest.raises(ConfigError,
+                       match="'windw'.*valid options: charge, high, low, reference_usd"):
         compose("cost", options={"cost": {"windw": 3}})
 
 

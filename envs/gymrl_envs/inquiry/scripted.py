@@ -26,6 +26,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
+
 from gymrl_envs.inquiry.space import expected_information_gain
 
 MIN_GAIN = 0.01  # bits: below this an answer cannot change the spec in any useful way
@@ -69,8 +71,12 @@ def never_ask(env: Any) -> str:
 def random_ask(env: Any) -> str:
     budget = min(len(env.space.names) // 2, env.max_turns - 1)
     if env.episode.facts["questions"] < budget:
+        # Its own generator, seeded by the task: drawing from env.np_random would shift the
+        # simulated user's draws, and baselines compare on the same user answers.
+        rng = np.random.default_rng([env.episode.facts["questions"],
+                                     *env.episode.task.id.encode()])
         names = env.space.names
-        return _ask(env, names[int(env.np_random.integers(len(names)))], "A random question.")
+        return _ask(env, names[int(rng.integers(len(names)))], "A random question.")
     return _spec(env, "Enough questions; the most probable intent.")
 
 

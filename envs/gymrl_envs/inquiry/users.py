@@ -229,9 +229,10 @@ class LLMUser:
             {"role": "system", "content": self.SYSTEM.format(intent=self.describe(intent))},
             {"role": "user", "content": question}], env=UserView(self.domain, question, intent))
         try:
-            text = self.backend.generate([request])[0].text.strip()
+            completions = self.backend.generate([request])
         except BackendError as exc:
             return Reply(f"(the user could not be reached: {exc})", None, None)
+        text = str(completions[0].text or "").strip() if completions else ""
         attribute = self.domain.lexicon.attribute_of(question)
         if attribute is None:
             return Reply(text, None, None)
