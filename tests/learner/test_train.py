@@ -224,3 +224,15 @@ def test_resume_of_a_run_written_before_a_config_key_existed(tiny_chat_model, tm
     cfg["_explicit_overrides"] = []
     summary = train(cfg)
     assert summary["steps"] == 1
+
+
+def test_train_on_the_inquiry_env_with_dense_information_gain(tiny_chat_model, tmp_path):
+    """`gymrl train env=inquiry reward=info_gain+outcome`: SFT from the oracle's dialogues,
+    then GRPO with the per-turn information gain credited turn by turn (reward_to_go)."""
+    cfg = tiny_cfg(tiny_chat_model, tmp_path, "env=inquiry", "env.max_turns=3",
+                   "reward=info_gain+outcome", "sft.steps=2", "sft.demos=4",
+                   "sft.batch_size=2", "learner.steps=1", "rollout.max_new_tokens=16")
+    summary = train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["sft/demos"] == 4 and summary["steps"] == 1
+    assert {"reward/info_gain", "reward/outcome"} <= set(rows[-1])
