@@ -22,8 +22,9 @@ def register_rewards(register):
              "violation. Range [-1, 0]")
     register("outcome", OutcomeReward, description="Exact match (or F1) of the final answer. "
              "Range [0, 1]")
-    register("cost", CostReward, description="Minus the episode's cost, rolling-percentile "
-             "normalised. Range [-1, 0]")
+    register("cost", CostReward, description="Minus the episode's cost over reference_usd, "
+             "charged on correct answers (charge=always: every episode; rolling=true: "
+             "Router-R1's percentile bounds). Range [-1, 0]")
     register("router_r1", RouterR1Reward, description="Router-R1's (S+F)(1-alpha)+alpha*C. "
              "Range [-1, 1-alpha]")
     register("tool_format", ToolFormatReward, description="ToolRL's format reward: 1 if every "

@@ -78,6 +78,22 @@ def _build(name: str, words: list[AttributeWords], rules: dict[str, tuple[tuple[
 
 
 # -- scientific diagrams ------------------------------------------------------------------
+def _axis_words(axis: str, direction: str) -> AttributeWords:
+    """The words for one axis's scale (``x``/``horizontal`` or ``y``/``vertical``)."""
+    return AttributeWords(
+        f"{axis}_scale", f"{axis} axis scale",
+        (f"{axis} axis", f"{axis} scale", f"{direction} axis", f"{direction} scale",
+         f"{axis} axis type"),
+        {"linear": (f"a linear {axis} axis", "linear", "linear scale", "plain numbers"),
+         "log": (f"a logarithmic {axis} axis", "log", "logarithmic", "log scale"),
+         "categorical": (f"a categorical {axis} axis", "categorical", "categories",
+                         "category labels"),
+         "none": (f"no {axis} axis", "no axis", "without axes", "no axes")},
+        {"numeric": (("linear", "log"), (f"a numeric {axis} axis",
+                                         f"numbers on the {axis} axis")),
+         "non_numeric": (("categorical", "none"), ("not numeric", "no numbers on it"))})
+
+
 DIAGRAM_WORDS = [
     AttributeWords(
         "kind", "chart type",
@@ -109,24 +125,8 @@ DIAGRAM_WORDS = [
         {"one": (("single",), ("only one thing", "just the one")),
          "several": (("grouped", "stacked"), ("several series", "multiple series",
                                               "more than one series"))}),
-    AttributeWords(
-        "x_scale", "x axis scale",
-        ("x axis", "x scale", "horizontal axis", "horizontal scale", "x axis type"),
-        {"linear": ("a linear x axis", "linear", "linear scale", "plain numbers"),
-         "log": ("a logarithmic x axis", "log", "logarithmic", "log scale"),
-         "categorical": ("a categorical x axis", "categorical", "categories", "category labels"),
-         "none": ("no x axis", "no axis", "without axes", "no axes")},
-        {"numeric": (("linear", "log"), ("a numeric x axis", "numbers on the x axis")),
-         "non_numeric": (("categorical", "none"), ("not numeric", "no numbers on it"))}),
-    AttributeWords(
-        "y_scale", "y axis scale",
-        ("y axis", "y scale", "vertical axis", "vertical scale", "y axis type"),
-        {"linear": ("a linear y axis", "linear", "linear scale", "plain numbers"),
-         "log": ("a logarithmic y axis", "log", "logarithmic", "log scale"),
-         "categorical": ("a categorical y axis", "categorical", "categories", "category labels"),
-         "none": ("no y axis", "no axis", "without axes", "no axes")},
-        {"numeric": (("linear", "log"), ("a numeric y axis", "numbers on the y axis")),
-         "non_numeric": (("categorical", "none"), ("not numeric", "no numbers on it"))}),
+    _axis_words("x", "horizontal"),
+    _axis_words("y", "vertical"),
     AttributeWords(
         "palette", "colour palette",
         ("colour", "colours", "color", "colors", "palette", "colour scheme", "color scheme",
