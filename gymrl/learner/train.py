@@ -400,6 +400,7 @@ class Trainer:
             "groups/flat": flat,
             "groups/flat_fraction": flat / groups,
             "tokens/policy": n_tokens,
+            "tokens/total": sum(len(s.ids) for s in seqs),  # what the update runs through
             "tokens/s": n_tokens / max(rollout_s + train_s, 1e-9),
             "time/rollout_s": rollout_s,
             "time/train_s": train_s,
