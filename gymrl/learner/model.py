@@ -90,15 +90,17 @@ def lora_merged(model: Any) -> Iterator[None]:
     the base weights are restored from a copy, bit for bit (subtracting the delta again would
     drift by rounding every step, and checkpoints hold only the adapter), and the layers are
     marked unmerged, also when the block (or the merge itself) raises. A model without an
-    adapter, or with weights below float32 (merging would round them, so rollouts would sample
-    from a slightly different policy than the one trained), runs as it is.
+    adapter runs as it is. In bfloat16 the merged weights are rounded, so rollouts sample from
+    a policy a rounding step away from the one trained (as with a separate vLLM engine); the
+    loss never uses the sampler's log-probs (the learner recomputes them), and on a GPU the
+    unmerged bf16 path cost 4x in decode time (three matmuls and two casts per projection,
+    launch-bound: ``benchmarks/results/gpu_path.json``).
     """
     import torch
 
     layers = [m for m in model.modules()
               if hasattr(m, "base_layer") and hasattr(m, "get_delta_weight")]
-    if (not hasattr(model, "merge_adapter") or not layers
-            or any(m.base_layer.weight.dtype != torch.float32 for m in layers)):
+    if not hasattr(model, "merge_adapter") or not layers:
         yield
         return
     if any(m.merged for m in layers):

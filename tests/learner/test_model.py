@@ -49,14 +49,17 @@ def test_embedded_model_converts_loads_and_trains(tmp_path, monkeypatch):
     assert backend.model.model.embed_tokens.weight.grad is not None
 
 
-def test_lora_merged_gives_the_adapters_outputs_and_restores_the_base_exactly(tiny_chat_model):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_lora_merged_gives_the_adapters_outputs_and_restores_the_base_exactly(tiny_chat_model,
+                                                                               dtype):
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     from gymrl.learner.model import lora_merged
 
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_chat_model),
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_chat_model,
+                                                                dtype=getattr(torch, dtype)),
                            LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "down_proj"]))
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -72,7 +75,8 @@ def test_lora_merged_gives_the_adapters_outputs_and_restores_the_base_exactly(ti
             assert not torch.equal(q_proj.base_layer.weight,
                                    before["base_model.model.model.layers.0.self_attn.q_proj"
                                           ".base_layer.weight"])
-    assert torch.allclose(merged, expected, atol=1e-4)
+    # bf16: merged weights are rounded once, the unmerged path rounds per matmul
+    assert torch.allclose(merged, expected, atol=1e-4 if dtype == "float32" else 5e-2)
     for name, p in model.named_parameters():
         assert torch.equal(p, before[name]), name  # bit for bit, adapter and base
     with torch.no_grad():
