@@ -12,7 +12,8 @@ Run on a machine with a GPU (the sessions' lent H100/H200; nothing here runs in 
    start's time, then GRPO steps of the router default (2 groups x 8 rollouts, LoRA) after one
    warm-up step: rollout and update seconds, policy tokens/s, peak GPU memory. The matmul
    ceiling of the card (fp32 with TF32 off, bf16) is measured too, and each step's model FLOPs
-   (2 x params per generated token, 6 x params per trained token) are set against it (MFU).
+   (2 x params per generated token; 6 x params per trained token, 4 x with LoRA) are set
+   against it (MFU).
 2. **Learning grid**: ``gymrl train env=router reward=cost+outcome`` for every variant x seed,
    all at once as separate processes on the one GPU, each evaluated on the same 200 held-out
    tasks at start and end and judged by ``router_learning.py``'s four checks. Runs still going at
@@ -125,14 +126,15 @@ def throughput(model: str, dtype: str, sft_steps: int, steps: int, out: Path,
     tokens = sum(m["tokens/policy"] for m in measured)
     peak = ceiling["bf16_tflops" if dtype == "bfloat16" else "fp32_tflops"] * 1e12
     # Generated tokens cost ~2N FLOPs each; the update recomputes the whole sequence
-    # (prompt + observations + policy tokens) forward and backward: ~6N per token.
+    # (prompt + observations + policy tokens) forward and backward: ~6N per token, ~4N with
+    # LoRA (no gradients for the frozen base weights).
     seq_tokens = sum(m["tokens/total"] for m in measured)
     row.update({
         "steps": steps, "rollout_s_per_step": rollout_s / steps,
         "train_s_per_step": train_s / steps, "policy_tokens_per_step": tokens / steps,
         "tokens_per_s": tokens / (rollout_s + train_s),
         "rollout_mfu": 2 * params * tokens / rollout_s / peak,
-        "train_mfu": 6 * params * seq_tokens / train_s / peak,
+        "train_mfu": (4 if cfg["learner"]["lora"] else 6) * params * seq_tokens / train_s / peak,
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else None,
         "reward": [m["reward"] for m in measured],
     })
