@@ -6,13 +6,18 @@
    attribute (what the oracle's expected-gain step needs). Median over ``--repeats`` runs.
 2. The ``inquiry`` env's steps/s (policy turns, scripted policies, expert users) per domain,
    through ``gymrl.evaluate.run_episodes`` as ``gymrl eval`` runs it.
+3. With ``--rollout MODEL`` (e.g. ``hf:smollm2``, the embedded model): the env's share of a real
+   rollout. ``--rollout-episodes`` episodes per domain (mixed users, batches of 16) run through
+   the model as ``gymrl eval`` runs them; the time inside the env's ``reset`` and ``step``
+   (users, belief updates, rewards) is set against the wall time of the whole rollout.
 
 Usage::
 
     python benchmarks/inquiry_overhead.py
     python benchmarks/inquiry_overhead.py --sizes 1000,10000 --episodes 20 --no-plot
+    python benchmarks/inquiry_overhead.py --rollout hf:smollm2     # + env share of a rollout
 
-Writes ``benchmarks/results/inquiry_overhead.json`` (and ``.png``). numpy only; no model.
+Writes ``benchmarks/results/inquiry_overhead.json`` (and ``.png``). Parts 1-2: numpy only.
 """
 
 from __future__ import annotations
@@ -78,6 +83,43 @@ def env_speed(domain: str, policy: str, episodes: int) -> dict[str, Any]:
             "steps_per_s": steps / elapsed, "episodes_per_s": episodes / elapsed}
 
 
+def rollout_share(model: str, domain: str, episodes: int) -> dict[str, Any]:
+    """Seconds inside the env (reset + step) against the wall time of a real model's rollout."""
+    import gymnasium as gym
+
+    from gymrl.evaluate import run_episodes
+    from gymrl.make import make_backend, make_env
+
+    class Timed(gym.Wrapper):
+        seconds = 0.0
+
+        def reset(self, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return self.env.reset(**kwargs)
+            finally:
+                Timed.seconds += time.perf_counter() - start
+
+        def step(self, action: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return self.env.step(action)
+            finally:
+                Timed.seconds += time.perf_counter() - start
+
+    backend = make_backend(model, {})
+    make_env("inquiry", domain=domain)  # tasks and prior built before timing
+    start = time.perf_counter()
+    records = run_episodes(lambda: Timed(make_env("inquiry", domain=domain, user="mixed")),
+                           backend, episodes=episodes, seed=0)
+    wall = time.perf_counter() - start
+    turns = sum(len(e.policy_turns) for e, _ in records)
+    return {"domain": domain, "model": model, "episodes": episodes, "policy_turns": turns,
+            "wall_s": wall, "env_s": Timed.seconds, "env_share": Timed.seconds / wall,
+            "env_ms_per_turn": Timed.seconds / max(turns, 1) * 1e3,
+            "wall_ms_per_turn": wall / max(turns, 1) * 1e3}
+
+
 def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -109,6 +151,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--output", type=Path,
                         default=ROOT / "results" / "inquiry_overhead.json")
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--rollout", help="a policy backend, e.g. hf:smollm2: measure the "
+                                          "env's share of its rollouts")
+    parser.add_argument("--rollout-episodes", type=int, default=32)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     bad = [s for s in sizes if s < 10 or 10 ** round(np.log10(s)) != s]
@@ -121,6 +166,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "env": [env_speed(d, p, args.episodes) for d in ("diagram", "restaurant")
                 for p in args.policies.split(",")],
     }
+    if args.rollout:
+        report["rollout"] = [rollout_share(args.rollout, d, args.rollout_episodes)
+                             for d in ("diagram", "restaurant")]
     atomic_write_json(args.output, report)
     if not args.no_plot:
         plot(report, args.output.with_suffix(".png"))
@@ -129,6 +177,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{row['entropy_ms']:.3f} ms, marginals {row['all_marginals_ms']:.3f} ms")
     for row in report["env"]:
         print(f"{row['domain']:>10} {row['policy']:>10}: {row['steps_per_s']:.0f} steps/s")
+    for row in report.get("rollout", []):
+        print(f"{row['domain']:>10} {row['model']}: env {row['env_ms_per_turn']:.2f} ms of "
+              f"{row['wall_ms_per_turn']:.0f} ms per policy turn ({100 * row['env_share']:.2f}%)")
     return report
 
 

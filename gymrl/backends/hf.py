@@ -19,6 +19,7 @@ from gymrl.backends.base import (
     truncate_at_stop,
 )
 from gymrl.errors import BackendError, ConfigError
+from gymrl.learner.model import EMBEDDED, resolve_model
 
 _DTYPES = ("float32", "float16", "bfloat16", "auto")
 # A Hugging Face repo id: "name" or "org/name". Anything else is a local path.
@@ -54,8 +55,8 @@ class HFBackend(Backend):
     requests samples afresh.
 
     Args:
-        target: a local model directory, or a Hugging Face id (``org/name``) found in the local
-            cache or, when online, on the hub.
+        target: ``smollm2`` (the embedded model), a local model directory, or a Hugging Face id
+            (``org/name``) found in the local cache or, when online, on the hub.
         max_new_tokens: most tokens generated per completion.
         temperature: sampling temperature; 0 means greedy decoding.
         top_p: nucleus sampling mass (1 keeps the whole distribution).
@@ -96,6 +97,8 @@ class HFBackend(Backend):
         if dtype not in _DTYPES:
             raise ConfigError(f"unknown dtype {dtype!r}; allowed: {', '.join(_DTYPES)}")
         self.name = f"hf:{target}"
+        if target == EMBEDDED:  # hf:smollm2, the embedded model, as model=smollm2 trains it
+            target = resolve_model(target)
         self.target = target
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature

@@ -233,6 +233,7 @@ class Trainer:
             group["lr"] = sft["lr"]
         rng = random.Random(self.cfg["seed"])
         losses = []
+        start = time.perf_counter()
         self.model.train()
         for _ in range(sft["steps"]):
             batch = rng.sample(seqs, min(sft["batch_size"], len(seqs)))
@@ -249,7 +250,8 @@ class Trainer:
         self.sft_done = True
         self.sync_rollout_weights()
         return {"sft/loss_first": losses[0], "sft/loss_last": losses[-1],
-                "sft/demos": len(seqs), "sft/steps": len(losses)}
+                "sft/losses": [round(x, 4) for x in losses], "sft/demos": len(seqs),
+                "sft/steps": len(losses), "time/sft_s": time.perf_counter() - start}
 
     def pad(self, seqs: list[Sequence]) -> tuple[Any, Any, Any]:
         import torch

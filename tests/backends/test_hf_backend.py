@@ -324,3 +324,14 @@ def test_top_p_filter_keeps_the_nucleus() -> None:
     kept = torch.isfinite(top_p_filter(logits, 0.8))[0].tolist()
     assert kept == [True, True, False, False]
     assert torch.isfinite(top_p_filter(logits, 0.01))[0].tolist() == [True, False, False, False]
+
+
+def test_hf_smollm2_names_the_embedded_model(model_dir: Path, monkeypatch) -> None:
+    """``policy=hf:smollm2`` loads what ``model=smollm2`` trains (converted once, cached)."""
+    import gymrl.backends.hf as hf
+
+    asked = []
+    monkeypatch.setattr(hf, "resolve_model", lambda spec: asked.append(spec) or str(model_dir))
+    backend = HFBackend("smollm2", max_new_tokens=4, temperature=0)
+    assert asked == ["smollm2"]
+    assert backend.name == "hf:smollm2" and backend.target == str(model_dir)
