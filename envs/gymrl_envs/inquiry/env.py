@@ -32,6 +32,7 @@ from gymrl_envs.inquiry.tasks import SPLITS, canonical, generate_tasks
 from gymrl_envs.inquiry.users import LEVELS, MODELS, LLMUser, Observation, SimulatedUser
 
 USERS = ("mixed", *LEVELS)
+DEFAULT_REWARD = "spec_outcome+question_cost+format"  # registered as the env's own (plugin.py)
 
 INSTRUCTIONS = """\
 Find out what the user wants before you act. Each turn, reason in <think>...</think>, then \
