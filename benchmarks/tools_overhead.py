@@ -2,7 +2,9 @@
 
 1. Latency per call of each first-party tool (``calculator`` through its sandbox, ``search``
    with the bm25 backend over the generated corpus, ``kv_store``): the first call (worker start,
-   index build) and then median and 95th percentile over ``--calls`` calls with varied inputs.
+   index build) and then median and 95th percentile over ``--calls`` calls with varied inputs,
+   back to back, and again with ``--pause-ms`` between calls, as while a model writes its next
+   turn (the sandbox forks and confines the next call's process between calls).
    Target: <= 5 ms per call for calculator and bm25 search (median, warm).
 2. The ``tools`` env's episodes/s per family with the ``oracle`` and ``random_tools`` policies
    (tool calls included), through ``gymrl.evaluate.run_episodes`` as ``gymrl eval`` runs it.
@@ -43,27 +45,37 @@ def _inputs(name: str, n: int) -> list[dict[str, Any]]:
             {"op": "set", "key": f"k{i % 50}", "value": str(i)} for i in range(n)]
 
 
-def tool_latency(name: str, calls: int) -> dict[str, Any]:
+def tool_latency(name: str, calls: int, pause_ms: float) -> dict[str, Any]:
     from gymrl import make_tool
 
     start = time.perf_counter()
     tool = make_tool(name)
     tool.reset(0)
-    inputs = _inputs(name, calls + 1)
+    inputs = _inputs(name, 2 * calls + 1)
     first = tool(inputs[0])
     first_s = time.perf_counter() - start
-    times, errors = [], 0
-    for args in inputs[1:]:
+    back_to_back: list[float] = []
+    spaced: list[float] = []
+    errors = 0
+    for i, args in enumerate(inputs[1:]):
+        if i >= calls:
+            time.sleep(pause_ms / 1000)
         t = time.perf_counter()
         result = tool(args)
-        times.append(time.perf_counter() - t)
+        (back_to_back if i < calls else spaced).append(time.perf_counter() - t)
         errors += not result.ok
     tool.close()
-    ms = sorted(1000 * t for t in times)
+    ms = sorted(1000 * t for t in back_to_back)
+    paused = sorted(1000 * t for t in spaced)
     return {"tool": name, "first_call_ms": 1000 * first_s, "first_ok": first.ok,
-            "median_ms": statistics.median(ms), "p95_ms": ms[int(0.95 * (len(ms) - 1))],
-            "calls": len(ms), "errors": errors,
+            "median_ms": statistics.median(ms), "p95_ms": _p95(ms),
+            "pause_ms": pause_ms, "paused_median_ms": statistics.median(paused),
+            "paused_p95_ms": _p95(paused), "calls": len(ms) + len(paused), "errors": errors,
             "meets_target": statistics.median(ms) <= TARGET_MS if name != "kv_store" else None}
+
+
+def _p95(sorted_ms: list[float]) -> float:
+    return sorted_ms[int(0.95 * (len(sorted_ms) - 1))]
 
 
 def env_speed(family: str, policy: str, episodes: int) -> dict[str, Any]:
@@ -91,6 +103,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
     tools = report["tools"]
     a.bar([t["tool"] for t in tools], [t["median_ms"] for t in tools], label="median")
+    a.scatter([t["tool"] for t in tools], [t["paused_median_ms"] for t in tools], marker="_",
+              s=400, color="tab:orange", label=f"median, {tools[0]['pause_ms']:g} ms apart",
+              zorder=3)
     a.scatter([t["tool"] for t in tools], [t["p95_ms"] for t in tools], color="black",
               label="p95", zorder=3)
     a.axhline(TARGET_MS, color="gray", linestyle="--", label=f"target {TARGET_MS:g} ms")
@@ -107,22 +122,26 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--calls", type=int, default=200,
+                        help="calls per tool back to back, and as many again spaced out")
+    parser.add_argument("--pause-ms", type=float, default=20.0,
+                        help="pause between the spaced-out calls")
     parser.add_argument("--episodes", type=int, default=300)
     parser.add_argument("--output", type=Path, default=ROOT / "results" / "tools_overhead.json")
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
     report: dict[str, Any] = {
         "target_ms": TARGET_MS,
-        "tools": [tool_latency(name, args.calls) for name in ("calculator", "search",
-                                                             "kv_store")],
+        "tools": [tool_latency(name, args.calls, args.pause_ms)
+                  for name in ("calculator", "search", "kv_store")],
         "env": [env_speed(family, policy, args.episodes)
                 for family in ("function_calling", "arithmetic", "retrieval")
                 for policy in ("oracle", "random_tools")],
         "machine": {"platform": platform.platform()}, "versions": versions()}
     for t in report["tools"]:
         print(f"{t['tool']:>10}: first {t['first_call_ms']:.0f} ms, median "
-              f"{t['median_ms']:.2f} ms, p95 {t['p95_ms']:.2f} ms")
+              f"{t['median_ms']:.2f} ms, p95 {t['p95_ms']:.2f} ms; {t['pause_ms']:g} ms apart: "
+              f"median {t['paused_median_ms']:.2f} ms, p95 {t['paused_p95_ms']:.2f} ms")
     for r in report["env"]:
         print(f"{r['family']:>16} {r['policy']:>12}: {r['episodes_per_s']:.0f} episodes/s")
     atomic_write_json(args.output, report)

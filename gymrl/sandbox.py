@@ -2,8 +2,10 @@
 
 ``Sandbox("pkg.module")`` starts, on its first call, a warm worker process
 (:mod:`gymrl.sandbox_worker`) that imports ``pkg.module`` once (so sympy, say, loads once) and
-reads its ``HANDLERS = {name: fn(payload: dict) -> dict}``. Each :meth:`Sandbox.run` forks a
-fresh child from that worker, so no call can poison the next one. What confines a call:
+reads its ``HANDLERS = {name: fn(payload: dict) -> dict}``. Each :meth:`Sandbox.run` runs in a
+fresh child of that worker, so no call can poison the next one; the worker forks and confines
+the next call's child ahead of time (after each call), so neither is on a call's path. What
+confines a call:
 
 - **rlimits** in the child: CPU time, address space (``memory_mb``), file size, open files,
   no core dumps;
@@ -56,6 +58,8 @@ WORKER_PATH = Path(__file__).with_name("sandbox_worker.py")
 REPLY_GRACE_S = 5.0
 #: How long a worker may take to start (bwrap, importing the handler module, e.g. sympy).
 STARTUP_TIMEOUT_S = 60.0
+#: How long :meth:`Sandbox.close` lets the worker reap its children and exit before killing it.
+CLOSE_GRACE_S = 2.0
 #: The worker's whole environment: nothing of this process's (API keys stay here).
 WORKER_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"}
 # System paths bound read-only under bwrap (the /lib-style ones are symlinks on merged-/usr
@@ -158,7 +162,7 @@ class Sandbox:
                 except SandboxError as e:
                     return {"error": str(e)}
                 except _WorkerFailure as e:
-                    self._stop()
+                    self._stop(kill=True)
                     # A worker killed from outside (or dead since the last call) is replaced
                     # once; a hung one is not retried: the payload may be what hangs it.
                     if not (e.died and attempt == 0):
@@ -166,7 +170,7 @@ class Sandbox:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        """Stop the worker (a later :meth:`run` starts a new one)."""
+        """Stop the worker and its children (a later :meth:`run` starts a new one)."""
         with self._lock:
             self._stop()
 
@@ -195,7 +199,7 @@ class Sandbox:
             stderr.close()
             raise SandboxError(f"cannot start the sandbox worker: {e}") from e
         self._proc, self._stderr = proc, stderr
-        # Kills the worker when this Sandbox is collected or the interpreter exits.
+        # Stops the worker when this Sandbox is closed or collected, or the interpreter exits.
         self._stop_worker = weakref.finalize(self, _kill, proc, stderr)
         try:
             hello = _read_reply(proc, time.monotonic() + self.startup_timeout_s)
@@ -204,7 +208,7 @@ class Sandbox:
         if not hello.get("ready"):
             detail = hello.get("fatal") or f"unexpected first line {str(hello)[:200]}"
             tail = _tail(stderr)
-            self._stop()
+            self._stop(kill=True)
             raise SandboxError(f"sandbox worker for {self.handler_module} failed to start "
                                f"({self.isolation}): {detail}" + (f"; stderr: {tail}" if tail
                                                                   else ""))
@@ -219,7 +223,12 @@ class Sandbox:
             raise _WorkerFailure(f"sandbox worker answered nonsense: {str(reply)[:200]}")
         return result
 
-    def _stop(self) -> None:
+    def _stop(self, *, kill: bool = False) -> None:
+        """Stop the worker: by ending its input (it reaps its children and exits), or, with
+        ``kill`` (it failed), by SIGKILL at once."""
+        if kill and self._proc is not None and self._owner_pid == os.getpid():
+            with contextlib.suppress(OSError):
+                self._proc.kill()
         if self._stop_worker is not None:
             self._stop_worker()
         self._proc, self._stderr, self._stop_worker = None, None, None
@@ -370,8 +379,15 @@ def _read_reply(proc: subprocess.Popen, deadline: float) -> dict[str, Any]:
 
 
 def _kill(proc: subprocess.Popen, stderr: IO[bytes]) -> None:
-    """Stop a worker now (its children die with it: PDEATHSIG, or bwrap's --die-with-parent)."""
+    """Stop a worker: end its input and give it :data:`CLOSE_GRACE_S` to kill and reap its
+    children and exit, then kill it. (Killed, its children die with it, by PDEATHSIG or bwrap's
+    --die-with-parent, but are left for init to reap, which some containers' init never does.)"""
     with contextlib.suppress(OSError, subprocess.SubprocessError):
+        if proc.poll() is None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()  # type: ignore[union-attr]
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=CLOSE_GRACE_S)
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=10)

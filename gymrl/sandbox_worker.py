@@ -1,4 +1,5 @@
-"""The sandbox's warm worker: imports a handler module once, then forks one confined child per call.
+"""The sandbox's warm worker: imports a handler module once, then runs each call in its own
+confined child, forked ahead of the call.
 
 Run as ``python gymrl/sandbox_worker.py <handler_module> [--time-limit S] [--memory-mb N]``
 (:class:`gymrl.sandbox.Sandbox` starts it by file path, so the worker never imports the ``gymrl``
@@ -7,33 +8,48 @@ package: half a second and ~100 MB of address space that would count against ``R
 standard library and ``pyseccomp``.
 
 A handler module may also define ``WARMUP = [(name, payload), ...]``: trusted calls the worker
-runs once, unconfined, before serving (to load what the handlers import lazily).
+runs once, unconfined, before serving (to load what the handlers import lazily); and
+``PREFAULT``, in the same form: trusted calls each child runs, confined, while it waits for its
+request, so that the pages a typical call writes are copied (copy-on-write) before the call
+instead of during it (keep them to milliseconds: their CPU time counts against the call's time
+limit, as the child's setup does).
 
 Protocol: JSON lines. The worker first writes ``{"ready": true, ...}`` (or ``{"fatal": msg}`` and
 exits); then for each request line ``{"name": str, "payload": dict}`` it writes one reply line
-``{"result": dict}``, where ``result`` is the handler's dict or ``{"error": msg}``. It exits at
-end of input.
+``{"result": dict}``, where ``result`` is the handler's dict or ``{"error": msg}``. At end of
+input it kills and reaps its children and exits.
 
-Per call the child, before running the handler:
+Children: the worker forks the next call's child (the *spare*) when it starts and after each
+reply, so the fork is not on the next call's path. Each child serves exactly one call. Before
+it reads its request, a child:
 
-1. points fds 0-2 at /dev/null and closes every other fd but its result pipe (so it cannot read
-   the next request or write into the protocol);
-2. asks for SIGKILL when the worker dies (``PR_SET_PDEATHSIG``), so no call outlives the worker;
+1. points fds 0-2 at /dev/null and closes every other fd but its request and result pipes (so
+   it cannot read the next request or write into the protocol);
+2. asks for SIGKILL when the worker dies (``PR_SET_PDEATHSIG``), so no child outlives the
+   worker;
 3. sets rlimits: ``RLIMIT_CPU`` (time limit rounded up), ``RLIMIT_AS`` (``memory_mb``; it counts
    the worker's own mappings, ~60 MB with sympy loaded), ``RLIMIT_FSIZE`` 1 MiB,
    ``RLIMIT_NOFILE`` 32, ``RLIMIT_CORE`` 0;
 4. loads the seccomp filter of :func:`build_filter` (allow by default, deny the calls listed in
    :data:`DENIED` and a few by argument; ``no_new_privs`` set, a foreign syscall ABI killed),
-   compiled to BPF once by the worker (:class:`CompiledFilter`).
+   compiled to BPF once by the worker (:class:`CompiledFilter`);
+5. runs the ``PREFAULT`` calls (trusted input; results dropped) if its request has not come
+   within :data:`PREFAULT_AFTER_S`.
 
-The worker waits for the child with a wall-clock deadline (the time limit) and ``kill -9``s it
-when it passes; it reads at most :data:`MAX_REPLY_BYTES` of result.
+A call arrives: the worker checks it, writes it to the spare (or to a freshly forked child when
+the spare died) and waits for the child with a wall-clock deadline (the time limit, counted
+from then, less the CPU time the child spent on its setup and prefault, which ``RLIMIT_CPU``
+counts too) and ``kill -9``s it when it passes; it reads at most :data:`MAX_REPLY_BYTES` of
+result. A child spends no CPU time while it waits, so a spare that waited long still has its
+whole time limit.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
+import dataclasses
 import errno
 import gc
 import importlib
@@ -45,8 +61,8 @@ import select
 import signal
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, BinaryIO, NoReturn
 
 #: Most bytes of one result (and so of one reply line); more is an error, not a cut JSON.
 MAX_REPLY_BYTES = 1_000_000
@@ -59,6 +75,8 @@ FSIZE_BYTES = 1 << 20
 NOFILE = 32
 #: Longest error message passed back.
 MAX_ERROR_CHARS = 500
+#: How long a child waits for its request before it runs the ``PREFAULT`` calls.
+PREFAULT_AFTER_S = 0.005
 
 _PR_SET_PDEATHSIG = 1
 _CLONE_THREAD = 0x00010000
@@ -198,19 +216,27 @@ class CompiledFilter:
 _PREBUILT: CompiledFilter | None = None
 
 
-def _confine(result_fd: int, worker_pid: int, time_limit_s: float, memory_mb: int) -> None:
-    """Everything a child does to itself before running untrusted input (see module doc)."""
+def _detach(keep: tuple[int, ...], worker_pid: int) -> None:
+    """Point fds 0-2 at /dev/null, close every fd but ``keep``, and die with the worker."""
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    low, high = sorted((devnull, result_fd))
-    os.closerange(3, low)
-    os.closerange(low + 1, high)
-    os.closerange(high + 1, 1 << 20)
     os.close(devnull)
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != worker_pid:  # the worker died before PDEATHSIG was set
         os._exit(1)
+
+
+def _confine(time_limit_s: float, memory_mb: int) -> None:
+    """Set the rlimits and load the seccomp filter (see module doc)."""
+    # RLIMIT_CPU counts CPU time from the fork: the child's setup and prefault (a few ms; none
+    # while it waits for its request) count against it, and the worker's deadline subtracts
+    # them too (_Children._deadline), so both limits start from the same point.
     cpu = max(1, math.ceil(time_limit_s))
     memory = memory_mb * 1024 * 1024
     for limit, value in ((resource.RLIMIT_CPU, (cpu, cpu + 1)),
@@ -226,30 +252,23 @@ def _error(message: str) -> dict[str, str]:
     return {"error": message[:MAX_ERROR_CHARS]}
 
 
-def _child(fn: Callable[[dict], Any], payload: dict, result_fd: int, worker_pid: int,
-           time_limit_s: float, memory_mb: int) -> None:
-    """Run one call in the forked child; never returns."""
+def _child(handlers: dict[str, Callable[[dict], Any]], prefault: Sequence[tuple[str, dict]],
+           request_fd: int, result_fd: int, worker_pid: int, time_limit_s: float,
+           memory_mb: int) -> NoReturn:
+    """A forked child: confine itself, wait for its one request, answer it, exit."""
     status = 1
     try:
         try:
-            _confine(result_fd, worker_pid, time_limit_s, memory_mb)
-        except BaseException as e:  # fail closed: never run the handler unconfined
+            _detach((request_fd, result_fd), worker_pid)
+            _confine(time_limit_s, memory_mb)
+            # Calls back to back would only wait for the prefault (their faults cost no more
+            # during the call); a call that comes later finds this child prefaulted.
+            if prefault and not select.select([request_fd], [], [], PREFAULT_AFTER_S)[0]:
+                _prefault(handlers, prefault)
+        except BaseException as e:  # fail closed: never read a request unconfined
             data = json.dumps(_error(f"sandbox setup failed: {type(e).__name__}: {e}"))
         else:
-            try:
-                result = fn(payload)
-                if not isinstance(result, dict):
-                    result = _error(f"handler returned {type(result).__name__}, not a dict")
-            except MemoryError:
-                result = _error(f"memory limit of {memory_mb} MB exceeded")
-            except BaseException as e:  # the handler's failure is the caller's answer
-                result = _error(f"{type(e).__name__}: {e}")
-            try:
-                data = json.dumps(result)
-            except MemoryError:
-                data = json.dumps(_error(f"memory limit of {memory_mb} MB exceeded"))
-            except (TypeError, ValueError) as e:
-                data = json.dumps(_error(f"handler result is not JSON: {e}"))
+            data = _answer(handlers, request_fd, memory_mb)
         raw = data.encode("utf-8", "replace")
         if len(raw) > MAX_REPLY_BYTES:
             raw = json.dumps(_error(_too_large(len(raw)))).encode()
@@ -262,21 +281,40 @@ def _child(fn: Callable[[dict], Any], payload: dict, result_fd: int, worker_pid:
         os._exit(status)  # never run the worker's atexit handlers or flush its buffers
 
 
+def _prefault(handlers: dict[str, Callable[[dict], Any]],
+              calls: Sequence[tuple[str, dict]]) -> None:
+    """Run the module's trusted ``PREFAULT`` calls in this child before its request: the pages
+    a typical call writes (caches, reference counts) are copied now, off the call's path."""
+    for name, payload in calls:
+        with contextlib.suppress(Exception):  # results dropped; a failure is the call's to show
+            handlers[name](payload)
+
+
+def _answer(handlers: dict[str, Callable[[dict], Any]], request_fd: int, memory_mb: int) -> str:
+    """Read the request (until the worker closes the pipe), run its handler: the result JSON."""
+    try:
+        chunks = []
+        while chunk := os.read(request_fd, 1 << 16):
+            chunks.append(chunk)
+        os.close(request_fd)
+        request = json.loads(b"".join(chunks))  # the worker checked name and payload
+        result = handlers[request["name"]](request["payload"])
+        if not isinstance(result, dict):
+            result = _error(f"handler returned {type(result).__name__}, not a dict")
+    except MemoryError:
+        result = _error(f"memory limit of {memory_mb} MB exceeded")
+    except BaseException as e:  # the handler's failure is the caller's answer
+        result = _error(f"{type(e).__name__}: {e}")
+    try:
+        return json.dumps(result)
+    except MemoryError:
+        return json.dumps(_error(f"memory limit of {memory_mb} MB exceeded"))
+    except (TypeError, ValueError) as e:
+        return json.dumps(_error(f"handler result is not JSON: {e}"))
+
+
 def _too_large(size: int | str) -> str:
     return f"output too large: {size} bytes (limit {MAX_REPLY_BYTES})"
-
-
-#: Children that delivered a whole result and are exiting; reaped before the next call.
-_EXITING: list[int] = []
-
-
-def _reap_exiting() -> None:
-    """Reap the children that were exiting after their result; any still alive is killed."""
-    while _EXITING:
-        pid = _EXITING.pop()
-        if os.waitpid(pid, os.WNOHANG)[0] == 0:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
 
 
 def _whole_result(chunks: list[bytes]) -> dict | None:
@@ -288,79 +326,190 @@ def _whole_result(chunks: list[bytes]) -> dict | None:
     return result if isinstance(result, dict) else None
 
 
-def run_call(fn: Callable[[dict], Any], payload: dict, time_limit_s: float,
-             memory_mb: int) -> dict:
-    """Run ``fn(payload)`` in a fresh confined child; the result dict or ``{"error": ...}``.
+@dataclasses.dataclass
+class _Child:
+    """A forked child, seen from the worker: its pid and the worker's ends of its pipes."""
 
-    A child closes its result pipe before it exits, so a whole result is returned at once and
-    the child's exit (tearing down a copy of the worker's address space) is waited for before
-    the next call, off the caller's path.
+    pid: int
+    request_fd: int | None  # written, then closed: the child reads its request to EOF
+    result_fd: int
+    pidfd: int | None  # None before Linux 5.3: poll instead
+
+    def cpu_s(self) -> float:
+        """CPU time the child has used so far (0 where it cannot be read)."""
+        clock = ctypes.c_int()
+        if _LIBC.clock_getcpuclockid(self.pid, ctypes.byref(clock)) != 0:
+            return 0.0
+        try:
+            return time.clock_gettime(clock.value)
+        except OSError:
+            return 0.0
+
+    def close_fds(self) -> None:
+        for fd in (self.request_fd, self.result_fd, self.pidfd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.request_fd = self.pidfd = None
+
+
+class _Children:
+    """The worker's children: one spare, forked ahead of the next call and confined, waiting
+    for its request; and the children that answered and are exiting, reaped later.
+
+    Forking a process with sympy loaded takes milliseconds (copying page tables, then the
+    child's copy-on-write faults), as does confining the child; a spare does all of that
+    between calls. Each child still serves exactly one call.
     """
-    _reap_exiting()
-    read_fd, write_fd = os.pipe()
-    worker_pid = os.getpid()
-    try:
-        pid = os.fork()
-    except OSError as e:  # out of processes or memory: this call fails, the worker stays
-        os.close(read_fd)
-        os.close(write_fd)
-        return _error(f"cannot start a sandboxed call: {e}")
-    if pid == 0:
-        os.close(read_fd)
-        _child(fn, payload, write_fd, worker_pid, time_limit_s, memory_mb)
-    os.close(write_fd)
-    try:
-        pidfd: int | None = os.pidfd_open(pid)
-    except (AttributeError, OSError):  # before Linux 5.3: poll instead
-        pidfd = None
-    deadline = time.monotonic() + time_limit_s
-    chunks: list[bytes] = []
-    size = 0
-    eof = False
-    status: int | None = None
-    failure: str | None = None
-    early: dict | None = None
-    try:
-        while not (eof and status is not None):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                failure = f"timed out after {time_limit_s:g}s"
-                break
-            watch = ([] if eof else [read_fd]) + ([pidfd] if pidfd is not None else [])
-            wait = remaining if pidfd is not None else min(remaining, 0.002)
-            ready = select.select(watch, [], [], wait)[0] if watch else []
-            if read_fd in ready:
-                data = os.read(read_fd, 1 << 16)
-                if not data:
-                    eof = True
-                size += len(data)
-                if size > MAX_REPLY_BYTES:
-                    failure = _too_large(f"more than {MAX_REPLY_BYTES}")
+
+    def __init__(self, handlers: dict[str, Callable[[dict], Any]],
+                 prefault: Sequence[tuple[str, dict]], time_limit_s: float,
+                 memory_mb: int) -> None:
+        self.handlers = handlers
+        self.prefault = list(prefault)
+        self.time_limit_s = time_limit_s
+        self.memory_mb = memory_mb
+        self.spare: _Child | None = None
+        self.exiting: list[int] = []
+
+    def prepare(self) -> None:
+        """Fork the spare if there is none (a failure is left to the next call to report)."""
+        self._reap_exiting()
+        if self.spare is None:
+            with contextlib.suppress(OSError):
+                self.spare = self._fork()
+
+    def run(self, line: bytes) -> dict:
+        """Run one request line (already checked) in the spare, or in a fresh child if the
+        spare is gone; the result dict or ``{"error": ...}``."""
+        self._reap_exiting()
+        child, self.spare = self.spare, None
+        if child is not None and os.waitpid(child.pid, os.WNOHANG)[0] != 0:
+            child.close_fds()  # the spare died (was killed) while it waited
+            child = None
+        if child is None:
+            try:
+                child = self._fork()
+            except OSError as e:  # out of processes or memory: this call fails, the worker stays
+                return _error(f"cannot start a sandboxed call: {e}")
+        return self._wait(child, line)
+
+    def close(self) -> None:
+        """Kill and reap every child (the worker is about to exit)."""
+        children = self.exiting + ([self.spare.pid] if self.spare is not None else [])
+        if self.spare is not None:
+            self.spare.close_fds()
+        self.spare, self.exiting = None, []
+        for pid in children:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+
+    def _fork(self) -> _Child:
+        fds: list[int] = []
+        try:
+            fds += os.pipe()
+            fds += os.pipe()
+            request_read, request_write, result_read, result_write = fds
+            worker_pid = os.getpid()
+            pid = os.fork()
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        if pid == 0:
+            _child(self.handlers, self.prefault, request_read, result_write, worker_pid,
+                   self.time_limit_s, self.memory_mb)
+        os.close(request_read)
+        os.close(result_write)
+        try:
+            pidfd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            pidfd = None
+        return _Child(pid, request_write, result_read, pidfd)
+
+    def _reap_exiting(self) -> None:
+        """Reap the children that have exited; kill any other (a child that answered and
+        kept running: SIGKILL is a no-op for one already exiting)."""
+        alive = []
+        for pid in self.exiting:
+            if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                os.kill(pid, signal.SIGKILL)
+                alive.append(pid)
+        self.exiting = alive
+
+    def _deadline(self, child: _Child) -> float:
+        """When the call must be done: the time limit from now, less the CPU time the child
+        used before its request (its setup and prefault, counted by ``RLIMIT_CPU`` too). So
+        the wall-clock deadline still comes first for a busy single thread, and a call that
+        runs too long is "timed out after <limit>s", as when a child was forked per call."""
+        return time.monotonic() + self.time_limit_s - child.cpu_s()
+
+    def _wait(self, child: _Child, line: bytes) -> dict:
+        """Hand ``line`` to ``child`` and wait for its result, at most until the deadline.
+
+        A child closes its result pipe before it exits, so a whole result is returned at once
+        and the child's exit (tearing down a copy of the worker's address space) is reaped
+        later, off the caller's path.
+        """
+        deadline = self._deadline(child)
+        request = memoryview(line)
+        if child.request_fd is not None:
+            os.set_blocking(child.request_fd, False)
+        chunks: list[bytes] = []
+        size = 0
+        eof = False
+        status: int | None = None
+        failure: str | None = None
+        early: dict | None = None
+        try:
+            while not (eof and status is not None):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    failure = f"timed out after {self.time_limit_s:g}s"
                     break
-                chunks.append(data)
-                if eof and status is None and (early := _whole_result(chunks)) is not None:
-                    break  # the child is exiting; _reap_exiting() waits for it later
-            if status is None and (pidfd is None or pidfd in ready):
-                reaped, wait_status = os.waitpid(pid, os.WNOHANG)
-                if reaped:
-                    status = wait_status
-                    if pidfd is not None:
-                        os.close(pidfd)
-                        pidfd = None
-    finally:
+                if child.request_fd is not None:
+                    try:
+                        request = request[os.write(child.request_fd, request):]
+                    except BlockingIOError:  # the pipe is full: wait until it is writable
+                        pass
+                    except BrokenPipeError:  # the child is gone: its exit says why
+                        request = request[:0]
+                    if not request:
+                        os.close(child.request_fd)
+                        child.request_fd = None
+                watch = ([] if eof else [child.result_fd]) + (
+                    [child.pidfd] if child.pidfd is not None else [])
+                writing = [child.request_fd] if child.request_fd is not None else []
+                wait = remaining if child.pidfd is not None else min(remaining, 0.002)
+                ready = select.select(watch, writing, [], wait)[0]
+                if child.result_fd in ready:
+                    data = os.read(child.result_fd, 1 << 16)
+                    if not data:
+                        eof = True
+                    size += len(data)
+                    if size > MAX_REPLY_BYTES:
+                        failure = _too_large(f"more than {MAX_REPLY_BYTES}")
+                        break
+                    chunks.append(data)
+                    if eof and status is None and (early := _whole_result(chunks)) is not None:
+                        break  # the child is exiting; _reap_exiting() reaps it later
+                if status is None and (child.pidfd is None or child.pidfd in ready):
+                    reaped, wait_status = os.waitpid(child.pid, os.WNOHANG)
+                    if reaped:
+                        status = wait_status
+        finally:
+            child.close_fds()
+            if early is not None:
+                self.exiting.append(child.pid)
+            elif status is None:
+                os.kill(child.pid, signal.SIGKILL)
+                status = os.waitpid(child.pid, 0)[1]
         if early is not None:
-            _EXITING.append(pid)
-        elif status is None:
-            os.kill(pid, signal.SIGKILL)
-            status = os.waitpid(pid, 0)[1]
-        os.close(read_fd)
-        if pidfd is not None:
-            os.close(pidfd)
-    if early is not None:
-        return early
-    if failure is not None:
-        return _error(failure)
-    return _interpret(b"".join(chunks), status, time_limit_s, memory_mb)
+            return early
+        if failure is not None:
+            return _error(failure)
+        return _interpret(b"".join(chunks), status, self.time_limit_s, self.memory_mb)
 
 
 def _interpret(data: bytes, status: int, time_limit_s: float, memory_mb: int) -> dict:
@@ -391,33 +540,43 @@ def _interpret(data: bytes, status: int, time_limit_s: float, memory_mb: int) ->
     return result
 
 
-def _serve(handlers: dict[str, Callable[[dict], Any]], reply: Callable[[dict], None],
-           time_limit_s: float, memory_mb: int) -> None:
-    """Answer request lines from stdin until it closes."""
+def _serve(handlers: dict[str, Callable[[dict], Any]], children: _Children,
+           reply: Callable[[dict], None]) -> None:
+    """Answer request lines from stdin until it closes, forking the next spare after each."""
     stdin = sys.stdin.buffer
-    while True:
-        line = stdin.readline(MAX_REQUEST_BYTES + 1)
-        if not line:
-            return
-        if not line.endswith(b"\n"):  # too long: skip to the end of that line
-            while line and not line.endswith(b"\n"):
-                line = stdin.readline(1 << 16)
-            reply({"result": _error(f"request longer than {MAX_REQUEST_BYTES} bytes")})
-            continue
-        try:
-            request = json.loads(line)
-            name, payload = request["name"], request["payload"]
-        except (ValueError, TypeError, KeyError):
-            reply({"result": _error("malformed request")})
-            continue
-        if not isinstance(name, str) or name not in handlers:
-            known = ", ".join(sorted(handlers))
-            reply({"result": _error(f"unknown handler {name!r}; known: {known}")})
-            continue
-        if not isinstance(payload, dict):
-            reply({"result": _error("payload must be a JSON object")})
-            continue
-        reply({"result": run_call(handlers[name], payload, time_limit_s, memory_mb)})
+    while _answer_one(stdin, handlers, children, reply):
+        # After the reply, and with nothing of the request left referenced: the spare is a copy
+        # of this process, and must not hold the previous call's input or result.
+        children.prepare()
+
+
+def _answer_one(stdin: BinaryIO, handlers: dict[str, Callable[[dict], Any]],
+                children: _Children, reply: Callable[[dict], None]) -> bool:
+    """Read and answer one request line; False at end of input."""
+    line = stdin.readline(MAX_REQUEST_BYTES + 1)
+    if not line:
+        return False
+    if not line.endswith(b"\n"):  # too long: skip to the end of that line
+        while line and not line.endswith(b"\n"):
+            line = stdin.readline(1 << 16)
+        reply({"result": _error(f"request longer than {MAX_REQUEST_BYTES} bytes")})
+        return True
+    try:
+        request = json.loads(line)
+        name, payload = request["name"], request["payload"]
+    except (ValueError, TypeError, KeyError):
+        reply({"result": _error("malformed request")})
+        return True
+    if not isinstance(name, str) or name not in handlers:
+        known = ", ".join(sorted(handlers))
+        reply({"result": _error(f"unknown handler {name!r}; known: {known}")})
+        return True
+    if not isinstance(payload, dict):
+        reply({"result": _error("payload must be a JSON object")})
+        return True
+    del request, payload
+    reply({"result": children.run(line)})
+    return True
 
 
 def _vm_size_mb() -> float:
@@ -461,6 +620,7 @@ def main(argv: list[str] | None = None) -> int:
         # the first fork instead of in every child.
         for name, payload in getattr(module, "WARMUP", ()):
             handlers[name](payload)
+        prefault = list(getattr(module, "PREFAULT", ()))
     except Exception as e:  # the parent shows this as the reason the sandbox cannot start
         reply({"fatal": f"{type(e).__name__}: {e}"[:MAX_ERROR_CHARS]})
         return 1
@@ -472,8 +632,13 @@ def main(argv: list[str] | None = None) -> int:
         reply({"fatal": f"memory_mb={args.memory_mb} is below the worker's own address space "
                         f"({vm_mb:.0f} MB after importing {args.handler_module})"})
         return 1
-    reply({"ready": True, "handlers": sorted(handlers), "vm_mb": round(vm_mb, 1)})
-    _serve(handlers, reply, args.time_limit, args.memory_mb)
+    children = _Children(handlers, prefault, args.time_limit, args.memory_mb)
+    try:
+        children.prepare()  # the first call's child, forked before this worker says it is ready
+        reply({"ready": True, "handlers": sorted(handlers), "vm_mb": round(vm_mb, 1)})
+        _serve(handlers, children, reply)
+    finally:
+        children.close()
     return 0
 
 

@@ -117,5 +117,25 @@ def exists(payload: dict) -> dict:
     return {path: os.path.exists(path) for path in payload["paths"]}
 
 
+def pid(payload: dict) -> dict:
+    return {"pid": os.getpid()}
+
+
+def cpu_used(payload: dict) -> dict:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"cpu_s": usage.ru_utime + usage.ru_stime,
+            "RLIMIT_CPU": list(resource.getrlimit(resource.RLIMIT_CPU))}
+
+
+def prefault(payload: dict) -> dict:
+    STATE["prefaulted"] = True  # in each child, before its request (PREFAULT below)
+    return {}
+
+
+def prefaulted(payload: dict) -> dict:
+    return {"prefaulted": STATE.get("prefaulted", False), "pid": os.getpid()}
+
+
 HANDLERS = {name: fn for name, fn in list(globals().items())
             if callable(fn) and getattr(fn, "__module__", None) == __name__}
+PREFAULT = [("prefault", {})]

@@ -116,6 +116,9 @@ def test_worker_is_restarted_after_being_killed(sandbox):
     assert sandbox.run("echo", {}) == {"echo": {}}
     old = sandbox.pid
     os.kill(old, signal.SIGKILL)
+    # Under bwrap the worker dies after bwrap, by --die-with-parent: a call sent before then
+    # may still be answered (at once, by the spare child).
+    _eventually(lambda: sandbox.pid is None)
     assert sandbox.run("echo", {"again": 1}) == {"echo": {"again": 1}}
     assert sandbox.pid not in (None, old)
 
@@ -165,3 +168,111 @@ def test_bwrap_shows_only_what_the_worker_needs():
                                             str(here.with_name("sandbox_handlers.py"))]})
     assert seen == {"/etc/shadow": False, "/etc/passwd": False, "/home": False,
                     str(here): False, str(here.with_name("sandbox_handlers.py")): True}
+
+
+# -- the spare child: forked and confined ahead of the call ---------------------------------
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """A process's state (``Z`` for a zombie) and parent, ``None`` once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+    return state, int(ppid)
+
+
+def _state(pid: int) -> str | None:
+    stat = _stat(pid)
+    return stat[0] if stat else None
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The children of process ``pid``, with their states."""
+    stats = {int(entry): _stat(int(entry)) for entry in os.listdir("/proc") if entry.isdigit()}
+    return {child: stat[0] for child, stat in stats.items() if stat and stat[1] == pid}
+
+
+def _descendants(pid: int) -> set[int]:
+    found, todo = set(), [pid]
+    while todo:
+        children = set(_children(todo.pop())) - found
+        found |= children
+        todo += children
+    return found
+
+
+def _eventually(condition, timeout_s: float = 5.0):
+    """``condition()``'s first true value, polled until ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return value
+
+
+def _spare(box: Sandbox, *used: int) -> int:
+    """The worker's one live child other than ``used`` (use_bwrap=False: the worker is
+    ``box.pid``)."""
+    spares = _eventually(lambda: [pid for pid, state in _children(box.pid).items()
+                                  if pid not in used and state != "Z"])
+    assert len(spares) == 1, spares
+    return spares[0]
+
+
+def test_the_call_runs_in_the_spare_forked_before_it():
+    with Sandbox(HANDLERS, time_limit_s=TIME_LIMIT_S, use_bwrap=False) as box:
+        first = box.run("pid", {})["pid"]  # the child forked when the worker started
+        spare = _spare(box, first)  # forked after the reply, waiting
+        time.sleep(0.1)
+        assert _children(box.pid).get(spare) == "S"  # blocked reading its request
+        # It ran the handler module's PREFAULT calls while it waited.
+        assert box.run("prefaulted", {}) == {"prefaulted": True, "pid": spare}
+
+
+def test_a_killed_spare_is_replaced():
+    with Sandbox(HANDLERS, time_limit_s=TIME_LIMIT_S, use_bwrap=False) as box:
+        first = box.run("pid", {})["pid"]
+        spare = _spare(box, first)
+        os.kill(spare, signal.SIGKILL)
+        assert _eventually(lambda: _children(box.pid).get(spare) == "Z")
+        pid = box.run("pid", {})["pid"]  # in a child forked for this call
+        assert pid not in (first, spare)
+        replacement = _spare(box, first, pid)  # forked after that reply
+        assert box.run("pid", {}) == {"pid": replacement}
+
+
+def test_each_call_runs_in_a_new_process(sandbox):
+    pids = [sandbox.run("pid", {})["pid"] for _ in range(4)]
+    assert len(set(pids)) == 4
+
+
+def test_a_spare_has_its_whole_time_limit_after_waiting(sandbox):
+    sandbox.run("echo", {})
+    time.sleep(TIME_LIMIT_S * 1.2)  # the spare waits longer than a call may run
+    used = sandbox.run("cpu_used", {})
+    assert used["RLIMIT_CPU"] == [1, 2]
+    assert used["cpu_s"] < 0.2 * TIME_LIMIT_S  # its setup and prefault only: waiting is free
+
+
+@pytest.mark.parametrize("use_bwrap", [False, None], ids=["plain", "auto"])
+def test_close_leaves_no_processes(use_bwrap):
+    box = Sandbox(HANDLERS, time_limit_s=TIME_LIMIT_S, use_bwrap=use_bwrap)
+    for _ in range(3):
+        assert box.run("echo", {}) == {"echo": {}}
+    worker = box.pid
+    # The spare among them; under bwrap, below bwrap's pid-1 process and the worker.
+    least = 1 if box.isolation == ISOLATION_PLAIN else 3
+
+    def tree() -> set[int]:
+        found = _descendants(worker)
+        return found if len(found) >= least else set()
+
+    processes = {worker} | _eventually(tree)
+    assert len(processes) > least
+    box.close()
+    states = {pid: _state(pid) for pid in processes}
+    if box.isolation == ISOLATION_PLAIN:  # the worker reaped its children, we reaped it
+        assert set(states.values()) == {None}, states
+    else:  # bwrap's pid-1 process exits after the worker, and is left for init to reap
+        assert _eventually(lambda: {_state(pid) for pid in processes} <= {None, "Z"}), states
