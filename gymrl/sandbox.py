@@ -3,9 +3,9 @@
 ``Sandbox("pkg.module")`` starts, on its first call, a warm worker process
 (:mod:`gymrl.sandbox_worker`) that imports ``pkg.module`` once (so sympy, say, loads once) and
 reads its ``HANDLERS = {name: fn(payload: dict) -> dict}``. Each :meth:`Sandbox.run` runs in a
-fresh child of that worker, so no call can poison the next one; the worker forks and confines
-the next call's child ahead of time (after each call), so neither is on a call's path. What
-confines a call:
+fresh child of that worker, so no call can poison the next one; the worker keeps a few children
+forked and confined ahead of the calls (refilled between calls, never in front of a waiting
+call), so neither is on a call's path. What confines a call:
 
 - **rlimits** in the child: CPU time, address space (``memory_mb``), file size, open files,
   no core dumps;

@@ -19,9 +19,14 @@ exits); then for each request line ``{"name": str, "payload": dict}`` it writes 
 ``{"result": dict}``, where ``result`` is the handler's dict or ``{"error": msg}``. At end of
 input it kills and reaps its children and exits.
 
-Children: the worker forks the next call's child (the *spare*) when it starts and after each
-reply, so the fork is not on the next call's path. Each child serves exactly one call. Before
-it reads its request, a child:
+Children: the worker keeps :data:`SPARES` children forked and confined ahead of the calls
+(*spares*), so that neither the fork nor the confinement is on a call's path; each child still
+serves exactly one call. It forks them when it starts, and refills the pool one fork at a time
+and only while no request waits: after a reply, while a spare is left, it first waits up to
+:data:`BURST_GAP_S` for the next request (the next call of the same turn), and serves a request
+that has come before it forks anything. With none left (more calls in a row than spares), the
+next call waits for a fork. Forks happen with no request or result referenced, so a spare holds
+no earlier call's data. Before it reads its request, a child:
 
 1. points fds 0-2 at /dev/null and closes every other fd but its request and result pipes (so
    it cannot read the next request or write into the protocol);
@@ -36,17 +41,19 @@ it reads its request, a child:
 5. runs the ``PREFAULT`` calls (trusted input; results dropped) if its request has not come
    within :data:`PREFAULT_AFTER_S`.
 
-A call arrives: the worker checks it, writes it to the spare (or to a freshly forked child when
-the spare died) and waits for the child with a wall-clock deadline (the time limit, counted
-from then, less the CPU time the child spent on its setup and prefault, which ``RLIMIT_CPU``
-counts too) and ``kill -9``s it when it passes; it reads at most :data:`MAX_REPLY_BYTES` of
-result. A child spends no CPU time while it waits, so a spare that waited long still has its
-whole time limit.
+A call arrives: the worker checks it, writes it to the oldest live spare (or to a freshly
+forked child when none is left) and waits for the child with a wall-clock deadline (the time
+limit, counted from then, less the CPU time the child spent on its setup and prefault, which
+``RLIMIT_CPU`` counts too) and ``kill -9``s it when it passes; it reads at most
+:data:`MAX_REPLY_BYTES` of result. A child spends no CPU time while it waits, so a spare that
+waited long still has its whole time limit. A spare that died while it waited is reaped and
+replaced.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import ctypes
 import dataclasses
@@ -62,7 +69,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, BinaryIO, NoReturn
+from typing import Any, NoReturn
 
 #: Most bytes of one result (and so of one reply line); more is an error, not a cut JSON.
 MAX_REPLY_BYTES = 1_000_000
@@ -77,6 +84,19 @@ NOFILE = 32
 MAX_ERROR_CHARS = 500
 #: How long a child waits for its request before it runs the ``PREFAULT`` calls.
 PREFAULT_AFTER_S = 0.005
+#: Spares kept forked and confined, waiting for a request. A turn may make several calls back
+#: to back (ToolRL allows it), and a fork in front of one of them is on its path: ~3 ms of CPU
+#: with sympy loaded (copying the worker's page tables), more than a prefaulted calculator call.
+#: With two, a turn's first two calls each find a spare that has waited (and prefaulted); a
+#: third waits for a fork. Each spare costs ~3.5 MB (calculator: ~3.2 MB of pages copied by its
+#: setup and prefault, ~160 kB of page tables; the rest of its ~52 MB is shared with the worker,
+#: copy-on-write) and no CPU while it waits.
+SPARES = 2
+#: After a reply, while a spare is left, how long the worker waits for the next request before
+#: it forks: a turn's next call comes within this (the caller reads the reply and sends it,
+#: ~0.5 ms, more when it is descheduled); a model writing its next turn takes longer, and its
+#: call still finds a spare.
+BURST_GAP_S = 0.005
 
 _PR_SET_PDEATHSIG = 1
 _CLONE_THREAD = 0x00010000
@@ -291,10 +311,12 @@ def _prefault(handlers: dict[str, Callable[[dict], Any]],
 
 
 def _answer(handlers: dict[str, Callable[[dict], Any]], request_fd: int, memory_mb: int) -> str:
-    """Read the request (until the worker closes the pipe), run its handler: the result JSON."""
+    """Read the request line, run its handler: the result JSON."""
     try:
-        chunks = []
-        while chunk := os.read(request_fd, 1 << 16):
+        # To the newline that ends every request, not to end of file: a spare forked after this
+        # child holds a copy of the worker's end of this pipe until it closes its inherited fds.
+        chunks = [b""]
+        while not chunks[-1].endswith(b"\n") and (chunk := os.read(request_fd, 1 << 16)):
             chunks.append(chunk)
         os.close(request_fd)
         request = json.loads(b"".join(chunks))  # the worker checked name and payload
@@ -331,9 +353,11 @@ class _Child:
     """A forked child, seen from the worker: its pid and the worker's ends of its pipes."""
 
     pid: int
-    request_fd: int | None  # written, then closed: the child reads its request to EOF
+    request_fd: int | None  # written, then closed
     result_fd: int
     pidfd: int | None  # None before Linux 5.3: poll instead
+    request: memoryview | None = None  # what is left to write of its request
+    deadline: float = math.inf  # time.monotonic() by which its call must be done
 
     def cpu_s(self) -> float:
         """CPU time the child has used so far (0 where it cannot be read)."""
@@ -345,21 +369,37 @@ class _Child:
         except OSError:
             return 0.0
 
+    def send(self) -> None:
+        """Write what the request pipe takes of :attr:`request`; close it when all is sent."""
+        if self.request_fd is None:
+            return
+        try:
+            self.request = self.request[os.write(self.request_fd, self.request):]
+        except BlockingIOError:  # the pipe is full: the caller waits until it is writable
+            pass
+        except BrokenPipeError:  # the child is gone: its exit says why
+            self.request = None
+        if not self.request:
+            self.request = None
+            os.close(self.request_fd)
+            self.request_fd = None
+
     def close_fds(self) -> None:
         for fd in (self.request_fd, self.result_fd, self.pidfd):
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self.request_fd = self.pidfd = None
+        self.request = None
 
 
 class _Children:
-    """The worker's children: one spare, forked ahead of the next call and confined, waiting
+    """The worker's children: the spares, forked ahead of the calls and confined, each waiting
     for its request; and the children that answered and are exiting, reaped later.
 
     Forking a process with sympy loaded takes milliseconds (copying page tables, then the
-    child's copy-on-write faults), as does confining the child; a spare does all of that
-    between calls. Each child still serves exactly one call.
+    child's copy-on-write faults), as does confining the child; spares do all of that between
+    calls. Each child still serves exactly one call.
     """
 
     def __init__(self, handlers: dict[str, Callable[[dict], Any]],
@@ -369,37 +409,52 @@ class _Children:
         self.prefault = list(prefault)
         self.time_limit_s = time_limit_s
         self.memory_mb = memory_mb
-        self.spare: _Child | None = None
+        self.spares: collections.deque[_Child] = collections.deque()  # oldest first
         self.exiting: list[int] = []
 
-    def prepare(self) -> None:
-        """Fork the spare if there is none (a failure is left to the next call to report)."""
-        self._reap_exiting()
-        if self.spare is None:
-            with contextlib.suppress(OSError):
-                self.spare = self._fork()
+    def ready(self) -> int:
+        """How many spares are waiting; one that died (was killed) meanwhile is reaped and
+        dropped."""
+        for child in list(self.spares):
+            if os.waitpid(child.pid, os.WNOHANG)[0] != 0:
+                child.close_fds()
+                self.spares.remove(child)
+        return len(self.spares)
 
-    def run(self, line: bytes) -> dict:
-        """Run one request line (already checked) in the spare, or in a fresh child if the
-        spare is gone; the result dict or ``{"error": ...}``."""
+    def fork_spare(self) -> bool:
+        """Fork one more spare; False if that failed (left to the next call to report)."""
         self._reap_exiting()
-        child, self.spare = self.spare, None
-        if child is not None and os.waitpid(child.pid, os.WNOHANG)[0] != 0:
-            child.close_fds()  # the spare died (was killed) while it waited
-            child = None
-        if child is None:
+        try:
+            self.spares.append(self._fork())
+        except OSError:
+            return False
+        return True
+
+    def start(self, line: bytes) -> _Child | dict:
+        """Hand a request line (already checked) to the oldest spare, or to a child forked for
+        it when none is left, and write what its pipe takes at once: the child, for
+        :meth:`finish`, or ``{"error": ...}``."""
+        self._reap_exiting()
+        if self.ready():
+            child = self.spares.popleft()  # the oldest: the likeliest to have prefaulted
+        else:
             try:
                 child = self._fork()
             except OSError as e:  # out of processes or memory: this call fails, the worker stays
                 return _error(f"cannot start a sandboxed call: {e}")
-        return self._wait(child, line)
+        child.deadline = self._deadline(child)
+        child.request = memoryview(line)
+        os.set_blocking(child.request_fd, False)  # type: ignore[arg-type]
+        child.send()
+        return child
 
     def close(self) -> None:
         """Kill and reap every child (the worker is about to exit)."""
-        children = self.exiting + ([self.spare.pid] if self.spare is not None else [])
-        if self.spare is not None:
-            self.spare.close_fds()
-        self.spare, self.exiting = None, []
+        children = self.exiting + [child.pid for child in self.spares]
+        for child in self.spares:
+            child.close_fds()
+        self.spares.clear()
+        self.exiting = []
         for pid in children:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
@@ -445,17 +500,14 @@ class _Children:
         runs too long is "timed out after <limit>s", as when a child was forked per call."""
         return time.monotonic() + self.time_limit_s - child.cpu_s()
 
-    def _wait(self, child: _Child, line: bytes) -> dict:
-        """Hand ``line`` to ``child`` and wait for its result, at most until the deadline.
+    def finish(self, child: _Child) -> dict:
+        """Send the rest of ``child``'s request and wait for its result, at most until its
+        deadline.
 
         A child closes its result pipe before it exits, so a whole result is returned at once
         and the child's exit (tearing down a copy of the worker's address space) is reaped
         later, off the caller's path.
         """
-        deadline = self._deadline(child)
-        request = memoryview(line)
-        if child.request_fd is not None:
-            os.set_blocking(child.request_fd, False)
         chunks: list[bytes] = []
         size = 0
         eof = False
@@ -464,20 +516,11 @@ class _Children:
         early: dict | None = None
         try:
             while not (eof and status is not None):
-                remaining = deadline - time.monotonic()
+                remaining = child.deadline - time.monotonic()
                 if remaining <= 0:
                     failure = f"timed out after {self.time_limit_s:g}s"
                     break
-                if child.request_fd is not None:
-                    try:
-                        request = request[os.write(child.request_fd, request):]
-                    except BlockingIOError:  # the pipe is full: wait until it is writable
-                        pass
-                    except BrokenPipeError:  # the child is gone: its exit says why
-                        request = request[:0]
-                    if not request:
-                        os.close(child.request_fd)
-                        child.request_fd = None
+                child.send()
                 watch = ([] if eof else [child.result_fd]) + (
                     [child.pidfd] if child.pidfd is not None else [])
                 writing = [child.request_fd] if child.request_fd is not None else []
@@ -540,43 +583,90 @@ def _interpret(data: bytes, status: int, time_limit_s: float, memory_mb: int) ->
     return result
 
 
-def _serve(handlers: dict[str, Callable[[dict], Any]], children: _Children,
-           reply: Callable[[dict], None]) -> None:
-    """Answer request lines from stdin until it closes, forking the next spare after each."""
-    stdin = sys.stdin.buffer
-    while _answer_one(stdin, handlers, children, reply):
-        # After the reply, and with nothing of the request left referenced: the spare is a copy
-        # of this process, and must not hold the previous call's input or result.
-        children.prepare()
+class _Requests:
+    """Request lines, read from a file descriptor with no other buffer in between, so that
+    :meth:`waiting` can tell whether one has come (``sys.stdin.buffer`` may hold one that
+    ``select`` cannot see)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = b""  # read, not yet returned (bytes: nothing keeps a line once returned)
+        self.eof = False
+
+    def waiting(self, timeout_s: float = 0.0) -> bool:
+        """Whether input (a request, or its end) has come, waiting at most ``timeout_s``."""
+        return bool(self.buffer) or self.eof or bool(
+            select.select([self.fd], [], [], timeout_s)[0])
+
+    def readline(self, limit: int) -> bytes:
+        """The next line with its newline, or its first ``limit`` bytes; ``b""`` at the end."""
+        while ((end := self.buffer.find(b"\n", 0, limit)) < 0 and len(self.buffer) < limit
+               and not self.eof):
+            chunk = os.read(self.fd, 1 << 16)
+            self.eof = not chunk
+            self.buffer += chunk
+        size = end + 1 if end >= 0 else limit
+        line, self.buffer = self.buffer[:size], self.buffer[size:]
+        return line
 
 
-def _answer_one(stdin: BinaryIO, handlers: dict[str, Callable[[dict], Any]],
-                children: _Children, reply: Callable[[dict], None]) -> bool:
-    """Read and answer one request line; False at end of input."""
-    line = stdin.readline(MAX_REQUEST_BYTES + 1)
+def _serve(requests: _Requests, handlers: dict[str, Callable[[dict], Any]],
+           children: _Children, reply: Callable[[dict], None]) -> None:
+    """Answer request lines until the end of input, keeping spares ready between calls.
+
+    Spares are forked only here, where no request or result is referenced (a spare is a copy
+    of this process, and must not hold another call's input or output).
+    """
+    while True:
+        _refill(requests, children)
+        line = _read_request(requests, handlers, reply)
+        if line is None:
+            return
+        if not line:  # not a valid request, and answered as such
+            continue
+        child = children.start(line)
+        del line
+        reply({"result": child if isinstance(child, dict) else children.finish(child)})
+
+
+def _refill(requests: _Requests, children: _Children) -> None:
+    """Fork spares up to :data:`SPARES`, one at a time, while no request is waiting: a fork
+    in front of a request would be on its call's path. While a spare is left, the next call of
+    a turn, due within :data:`BURST_GAP_S`, goes first; with none left, it would need a fork
+    anyway."""
+    wait = BURST_GAP_S
+    while children.ready() < SPARES:
+        if requests.waiting(wait if children.spares else 0.0) or not children.fork_spare():
+            return
+        wait = 0.0
+
+
+def _read_request(requests: _Requests, handlers: dict[str, Callable[[dict], Any]],
+                  reply: Callable[[dict], None]) -> bytes | None:
+    """The next request line, checked; ``b""`` for one that is not valid (answered here with
+    its error), ``None`` at the end of input."""
+    line = requests.readline(MAX_REQUEST_BYTES + 1)
     if not line:
-        return False
+        return None
     if not line.endswith(b"\n"):  # too long: skip to the end of that line
         while line and not line.endswith(b"\n"):
-            line = stdin.readline(1 << 16)
+            line = requests.readline(1 << 16)
         reply({"result": _error(f"request longer than {MAX_REQUEST_BYTES} bytes")})
-        return True
+        return b""
     try:
         request = json.loads(line)
         name, payload = request["name"], request["payload"]
     except (ValueError, TypeError, KeyError):
         reply({"result": _error("malformed request")})
-        return True
+        return b""
     if not isinstance(name, str) or name not in handlers:
         known = ", ".join(sorted(handlers))
         reply({"result": _error(f"unknown handler {name!r}; known: {known}")})
-        return True
+        return b""
     if not isinstance(payload, dict):
         reply({"result": _error("payload must be a JSON object")})
-        return True
-    del request, payload
-    reply({"result": children.run(line)})
-    return True
+        return b""
+    return line
 
 
 def _vm_size_mb() -> float:
@@ -634,9 +724,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     children = _Children(handlers, prefault, args.time_limit, args.memory_mb)
     try:
-        children.prepare()  # the first call's child, forked before this worker says it is ready
+        while children.ready() < SPARES and children.fork_spare():
+            pass  # the first calls' children, forked before this worker says it is ready
         reply({"ready": True, "handlers": sorted(handlers), "vm_mb": round(vm_mb, 1)})
-        _serve(handlers, children, reply)
+        _serve(_Requests(sys.stdin.fileno()), handlers, children, reply)
     finally:
         children.close()
     return 0

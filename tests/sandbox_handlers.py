@@ -5,11 +5,13 @@ Each one tries something a sandboxed call must not be able to do, or checks a li
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -134,6 +136,33 @@ def prefault(payload: dict) -> dict:
 
 def prefaulted(payload: dict) -> dict:
     return {"prefaulted": STATE.get("prefaulted", False), "pid": os.getpid()}
+
+
+def find_text(payload: dict) -> dict:
+    """Where this child can reach the text joined from ``parts`` (so its request does not hold
+    it): among the objects the collector tracks (those not frozen by the worker) and the
+    locals of the worker's frames above this call, copied when the child was forked."""
+    needle = "".join(payload["parts"])
+
+    def holds(value: Any) -> bool:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return needle in bytes(value).decode("latin-1")
+        try:
+            return needle in (value if isinstance(value, str) else repr(value))
+        except Exception:
+            return False
+
+    found = [type(obj).__name__ for obj in gc.get_objects()
+             if isinstance(obj, (dict, list, tuple, bytearray)) and obj is not payload
+             and holds(obj)]
+    frame = sys._getframe(1)
+    while frame is not None:
+        for name, value in frame.f_locals.items():
+            attributes = list(vars(value).values()) if hasattr(value, "__dict__") else []
+            if any(holds(item) for item in [value, *attributes]):
+                found.append(f"{frame.f_code.co_name}: {name}")
+        frame = frame.f_back
+    return {"found": found}
 
 
 HANDLERS = {name: fn for name, fn in list(globals().items())

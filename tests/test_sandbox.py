@@ -12,6 +12,7 @@ import pytest
 
 from gymrl import sandbox as sandbox_module
 from gymrl.sandbox import ISOLATION_BWRAP, ISOLATION_PLAIN, Sandbox, SandboxError
+from gymrl.sandbox_worker import BURST_GAP_S, SPARES, _refill, _Requests
 
 TIME_LIMIT_S = 1.0
 HANDLERS = "sandbox_handlers"  # tests/sandbox_handlers.py; tests/ is on sys.path under pytest
@@ -34,6 +35,8 @@ def timed(box: Sandbox, name: str, payload: dict | None = None) -> tuple[dict, f
 def test_runs_a_handler(sandbox):
     assert sandbox.run("echo", {"a": [1, "two"]}) == {"echo": {"a": [1, "two"]}}
     assert sandbox.isolation in (ISOLATION_BWRAP, ISOLATION_PLAIN)
+    # More than a pipe holds: the rest is written while the worker waits for the result.
+    assert sandbox.run("echo", {"x": "y" * 300_000}) == {"echo": {"x": "y" * 300_000}}
 
 
 @pytest.mark.parametrize("handler", ["loop_forever", "sleep_forever"])
@@ -170,7 +173,7 @@ def test_bwrap_shows_only_what_the_worker_needs():
                     str(here): False, str(here.with_name("sandbox_handlers.py")): True}
 
 
-# -- the spare child: forked and confined ahead of the call ---------------------------------
+# -- the spares: children forked and confined ahead of the calls ----------------------------
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -211,35 +214,120 @@ def _eventually(condition, timeout_s: float = 5.0):
     return value
 
 
-def _spare(box: Sandbox, *used: int) -> int:
-    """The worker's one live child other than ``used`` (use_bwrap=False: the worker is
-    ``box.pid``)."""
-    spares = _eventually(lambda: [pid for pid, state in _children(box.pid).items()
-                                  if pid not in used and state != "Z"])
-    assert len(spares) == 1, spares
-    return spares[0]
+def _spares(box: Sandbox, *used: int) -> set[int]:
+    """The worker's live children other than ``used``, once there are :data:`SPARES` of them
+    (use_bwrap=False: the worker is ``box.pid``)."""
+    def live() -> set[int]:
+        return {pid for pid, state in _children(box.pid).items()
+                if pid not in used and state != "Z"}
+
+    spares = _eventually(lambda: len(live()) == SPARES and live())
+    assert spares, live()
+    return spares
 
 
-def test_the_call_runs_in_the_spare_forked_before_it():
+def test_the_call_runs_in_a_spare_forked_before_it():
     with Sandbox(HANDLERS, time_limit_s=TIME_LIMIT_S, use_bwrap=False) as box:
-        first = box.run("pid", {})["pid"]  # the child forked when the worker started
-        spare = _spare(box, first)  # forked after the reply, waiting
+        first = box.run("pid", {})["pid"]  # in a child forked when the worker started
+        spares = _spares(box, first)  # the pool, refilled after the reply
         time.sleep(0.1)
-        assert _children(box.pid).get(spare) == "S"  # blocked reading its request
+        assert {_children(box.pid).get(pid) for pid in spares} == {"S"}  # reading requests
         # It ran the handler module's PREFAULT calls while it waited.
-        assert box.run("prefaulted", {}) == {"prefaulted": True, "pid": spare}
+        result = box.run("prefaulted", {})
+        assert result["prefaulted"] is True and result["pid"] in spares
 
 
-def test_a_killed_spare_is_replaced():
+def test_calls_back_to_back_run_in_spares_that_waited_for_them():
     with Sandbox(HANDLERS, time_limit_s=TIME_LIMIT_S, use_bwrap=False) as box:
         first = box.run("pid", {})["pid"]
-        spare = _spare(box, first)
-        os.kill(spare, signal.SIGKILL)
-        assert _eventually(lambda: _children(box.pid).get(spare) == "Z")
+        ready = _spares(box, first)
+        time.sleep(0.1)  # as while a model writes its turn: the spares prefault
+        burst = [box.run("prefaulted", {}) for _ in range(SPARES)]  # the turn's calls
+        assert {call["pid"] for call in burst} == ready
+        assert all(call["prefaulted"] for call in burst)
+        # More calls in a row than spares still get a new process each.
+        more = [box.run("pid", {})["pid"] for _ in range(SPARES + 1)]
+        assert len(set(more)) == SPARES + 1 and not set(more) & ready
+        # Idle again, the pool is refilled with new children.
+        refilled = _spares(box, first, *ready, *more)
+        assert not refilled & ready
+
+
+def test_killed_spares_are_replaced():
+    with Sandbox(HANDLERS, time_limit_s=TIME_LIMIT_S, use_bwrap=False) as box:
+        first = box.run("pid", {})["pid"]
+        spares = _spares(box, first)
+        for pid in spares:
+            os.kill(pid, signal.SIGKILL)
+        assert _eventually(lambda: {_children(box.pid).get(pid) for pid in spares} == {"Z"})
         pid = box.run("pid", {})["pid"]  # in a child forked for this call
-        assert pid not in (first, spare)
-        replacement = _spare(box, first, pid)  # forked after that reply
-        assert box.run("pid", {}) == {"pid": replacement}
+        assert pid not in spares | {first}
+        replacements = _spares(box, first, pid, *spares)  # forked after that reply
+        assert box.run("pid", {})["pid"] in replacements
+
+
+def test_spares_hold_no_earlier_call_data():
+    with Sandbox(HANDLERS, time_limit_s=TIME_LIMIT_S, use_bwrap=False) as box:
+        secret = {"parts": ["hunter", "2-"]}  # the handler looks for "hunter2-"
+        for i in range(SPARES + 2):  # back to back: children forked between these calls
+            assert box.run("echo", {"secret": f"hunter2-{i}"})["echo"]
+        back_to_back = box.run("find_text", secret)
+        assert box.run("echo", {"secret": "hunter2-late"})["echo"]
+        time.sleep(0.2)  # the pool refills after it
+        for _ in range(SPARES):
+            assert box.run("find_text", secret) == back_to_back == {"found": []}
+
+
+def test_refill_never_forks_in_front_of_a_waiting_request():
+    class Pool:  # a double of the worker's _Children
+        def __init__(self, spares: int) -> None:
+            self.spares = [object()] * spares
+            self.forks = 0
+
+        def ready(self) -> int:
+            return len(self.spares)
+
+        def fork_spare(self) -> bool:
+            self.forks += 1
+            self.spares.append(object())
+            return True
+
+    read, write = os.pipe()
+    try:
+        requests = _Requests(read)
+        empty = Pool(0)
+        _refill(requests, empty)  # nothing waits and no spare is left: fork at once
+        assert empty.forks == SPARES
+        one_left = Pool(SPARES - 1)
+        start = time.monotonic()
+        _refill(requests, one_left)  # a turn's next call may come: wait for it first
+        assert one_left.forks == 1 and time.monotonic() - start >= BURST_GAP_S
+        os.write(write, b'{"name": "echo", "payload": {}}\n')
+        for spares in range(SPARES):
+            pool = Pool(spares)
+            _refill(requests, pool)
+            assert pool.forks == 0  # the request goes first
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def test_requests_are_read_line_by_line():
+    read, write = os.pipe()
+    os.write(write, b"one\ntwo\n" + b"x" * 10 + b"\nlast")
+    os.close(write)
+    requests = _Requests(read)
+    try:
+        assert requests.readline(100) == b"one\n"
+        assert requests.waiting()  # "two" was read with "one": waiting in the buffer
+        assert requests.readline(100) == b"two\n"
+        assert requests.readline(5) == b"xxxxx"  # a line longer than asked: its start
+        assert requests.readline(100) == b"xxxxx\n"
+        assert requests.readline(100) == b"last"
+        assert requests.readline(100) == b""
+        assert requests.waiting()  # the end of input is news too
+    finally:
+        os.close(read)
 
 
 def test_each_call_runs_in_a_new_process(sandbox):
@@ -258,11 +346,11 @@ def test_a_spare_has_its_whole_time_limit_after_waiting(sandbox):
 @pytest.mark.parametrize("use_bwrap", [False, None], ids=["plain", "auto"])
 def test_close_leaves_no_processes(use_bwrap):
     box = Sandbox(HANDLERS, time_limit_s=TIME_LIMIT_S, use_bwrap=use_bwrap)
-    for _ in range(3):
+    for _ in range(SPARES + 1):  # more than the spares: one child forked while a call waited
         assert box.run("echo", {}) == {"echo": {}}
     worker = box.pid
-    # The spare among them; under bwrap, below bwrap's pid-1 process and the worker.
-    least = 1 if box.isolation == ISOLATION_PLAIN else 3
+    # The spares among them; under bwrap, below bwrap's pid-1 process and the worker.
+    least = SPARES + (0 if box.isolation == ISOLATION_PLAIN else 2)
 
     def tree() -> set[int]:
         found = _descendants(worker)

@@ -511,7 +511,9 @@ HANDLERS = {"calculate": calculate}
 #: lazily, and every child would otherwise import them again.
 WARMUP = [("calculate", {"expression": "1/3 + sqrt(8)*pi - 2^10 + sin(1)"}),
           ("calculate", {"expression": "x^2 - 2 = 0", "solve_for": "x"})]
-#: Run by each child before its request, so that a typical call's copy-on-write faults (~700
-#: pages here, a few ms) happen before the call. Not the solve: ~30 ms in each child, for calls
-#: that are rarer.
-PREFAULT = WARMUP[:1]
+#: Run by each child before its request, so that a typical call's copy-on-write faults (~450
+#: pages here, ~3 ms) happen before the call: integer arithmetic with a fraction, as the tools
+#: env asks. A call after it takes ~8 faults and ~0.5 ms. Not WARMUP's first: its decimals
+#: (sqrt, pi, sin) took ~5 ms in each child, and left a typical call slower (~50 faults, 0.7
+#: ms). Not the solve: ~30 ms in each child, for calls that are rarer.
+PREFAULT = [("calculate", {"expression": "12*34 - 5/7 + 2^3"})]
