@@ -85,13 +85,15 @@ MAX_ERROR_CHARS = 500
 #: How long a child waits for its request before it runs the ``PREFAULT`` calls.
 PREFAULT_AFTER_S = 0.005
 #: Spares kept forked and confined, waiting for a request. A turn may make several calls back
-#: to back (ToolRL allows it), and a fork in front of one of them is on its path: ~3 ms of CPU
-#: with sympy loaded (copying the worker's page tables), more than a prefaulted calculator call.
-#: With two, a turn's first two calls each find a spare that has waited (and prefaulted); a
-#: third waits for a fork. Each spare costs ~3.5 MB (calculator: ~3.2 MB of pages copied by its
-#: setup and prefault, ~160 kB of page tables; the rest of its ~52 MB is shared with the worker,
-#: copy-on-write) and no CPU while it waits.
-SPARES = 2
+#: to back (ToolRL allows it; the tools env takes at most 5 per turn), and a fork in front of
+#: one of them is on its path: ~3 ms of CPU with sympy loaded (copying the worker's page
+#: tables), more than a prefaulted calculator call. With five, every call of such a turn finds
+#: a spare that has waited (and prefaulted); with two, a turn's third call waited for a fork
+#: (measured on the idle machine, turns of 3 calls 20 ms apart, median by position: 1.9 / 1.8 /
+#: 6.0 ms with two spares, 1.8 / 1.4 / 2.3 ms with five). Each spare costs ~3.5 MB (calculator:
+#: ~3.2 MB of pages copied by its setup and prefault, ~160 kB of page tables; the rest of its
+#: ~52 MB is shared with the worker, copy-on-write) and no CPU while it waits.
+SPARES = 5
 #: After a reply, while a spare is left, how long the worker waits for the next request before
 #: it forks: a turn's next call comes within this (the caller reads the reply and sends it,
 #: ~0.5 ms, more when it is descheduled); a model writing its next turn takes longer, and its

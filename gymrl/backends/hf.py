@@ -239,9 +239,9 @@ class HFBackend(Backend):
         exact token ids), so what is trained on is exactly what was sampled.
         """
         import torch
-        from transformers import DynamicCache
 
         from gymrl.backends.decode import decode
+        from gymrl.backends.kvcache import growing_cache
 
         tok, model = self.tokenizer, self.model
         pad = tok.pad_token_id
@@ -272,7 +272,7 @@ class HFBackend(Backend):
 
         with torch.random.fork_rng(devices=devices), torch.inference_mode():
             torch.manual_seed(batch_seed)
-            cache = DynamicCache(config=model.config)
+            cache = growing_cache(model.config)  # appends in place, no re-concatenation
             if shared:
                 model(input_ids=input_ids[:1, :shared], cache=cache, use_cache=True,
                       logits_to_keep=1)
