@@ -27,8 +27,9 @@ def top_p_filter(scores: Any, top_p: float) -> Any:
 
 def decode(model: Any, input_ids: Any, attention: Any, cache: Any, *, max_new_tokens: int,
            temperature: float, top_p: float, eos_ids: set[int],
-           finished: Callable[[int, list[int]], bool]) -> tuple[list[list[int]],
-                                                                 list[list[float]]]:
+           finished: Callable[[int, list[int]], bool],
+           on_exit: Callable[[int, int, Any, Any, list[int]], None] | None = None,
+           ) -> tuple[list[list[int]], list[list[float]]]:
     """Generate for every row of a left-padded batch until it finishes or runs out of tokens.
 
     Args:
@@ -42,6 +43,10 @@ def decode(model: Any, input_ids: Any, attention: Any, cache: Any, *, max_new_to
         top_p: nucleus mass (1 keeps everything).
         eos_ids: token ids that end a row.
         finished: ``finished(row, generated_ids)`` says whether row's text hit a stop string.
+        on_exit: called as ``on_exit(row, b, cache, attention, generated_ids)`` as each row
+            leaves the batch, while ``cache`` batch index ``b`` still holds its keys and values
+            (every token but the last generated one, which was never fed) and ``attention[b]``
+            marks its real columns: a caller can keep them for the row's next turn.
 
     Returns:
         (generated ids per row, log-prob of each under the distribution it was drawn from; for
@@ -76,7 +81,13 @@ def decode(model: Any, input_ids: Any, attention: Any, cache: Any, *, max_new_to
             logprobs[row].append(chosen[b])
             if token not in eos_ids and not finished(row, generated[row]):
                 keep.append(b)
-        if not keep or step == max_new_tokens - 1:
+        last = not keep or step == max_new_tokens - 1
+        if on_exit is not None:
+            staying = set() if last else set(keep)
+            for b, row in enumerate(rows.tolist()):
+                if b not in staying:
+                    on_exit(row, b, cache, attention, generated[row])
+        if last:
             break
         if len(keep) < len(rows):  # finished rows leave the batch, with their cache rows
             index = torch.tensor(keep, device=tokens.device)

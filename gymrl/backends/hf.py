@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import re
+from collections.abc import Hashable
 from typing import Any
 
 from gymrl.backends.base import (
@@ -18,6 +19,7 @@ from gymrl.backends.base import (
     check_sampling,
     truncate_at_stop,
 )
+from gymrl.backends.kvcache import RowCaches
 from gymrl.errors import BackendError, ConfigError
 from gymrl.learner.model import EMBEDDED, resolve_model
 
@@ -109,6 +111,7 @@ class HFBackend(Backend):
         self.seed = seed
         self.min_shared_prefix = min_shared_prefix
         self._rng = random.Random(seed)
+        self._rows = RowCaches()  # KV of finished rows, kept for their next turn (keys=)
         self.tokenizer, self.model = self._load(local_files_only)
         self._eos_ids = self._collect_eos_ids()
 
@@ -231,20 +234,70 @@ class HFBackend(Backend):
     def _generate_batch(self, requests: list[Request]) -> list[Completion]:
         return self.generate_ids(*chat_prompt_ids(self.tokenizer, requests))
 
-    def generate_ids(self, prompts: list[list[int]],
-                     stops: list[tuple[str, ...]]) -> list[Completion]:
+    def generate_ids(self, prompts: list[list[int]], stops: list[tuple[str, ...]], *,
+                     keys: list[Hashable] | None = None) -> list[Completion]:
         """Continue token-id prompts (one batch, left-padded); cut each at its stop strings.
 
         The learner calls this with prompts it built itself (chat turns and env observations as
         exact token ids), so what is trained on is exactly what was sampled.
+
+        Args:
+            prompts: token ids per row.
+            stops: stop strings per row.
+            keys: one hashable per row, naming the conversation it continues. Each row's KV
+                cache is then kept after the call, and when every row of a later call
+                continues a kept one (its prompt extends what was kept), only the new tokens
+                are encoded. :meth:`forget` drops kept rows; drop them before the weights
+                change.
         """
         import torch
 
         from gymrl.backends.decode import decode
-        from gymrl.backends.kvcache import growing_cache
 
         tok, model = self.tokenizer, self.model
-        pad = tok.pad_token_id
+        reuse = [self._rows.reusable(k, p) for k, p in zip(keys, prompts, strict=True)] \
+            if keys is not None else [0] * len(prompts)
+        batch_seed = self._rng.getrandbits(63)
+        devices = [model.device.index or 0] if model.device.type == "cuda" else []
+        # A stop string of n characters spans at most ~4n tokens (byte-fallback tokenizers).
+        windows = [4 * max((len(s) for s in row), default=0) + 4 for row in stops]
+
+        def finished(row: int, ids: list[int]) -> bool:
+            if not stops[row]:
+                return False
+            tail = tok.decode(ids[-windows[row]:], skip_special_tokens=False,
+                              clean_up_tokenization_spaces=False)
+            return any(s in tail for s in stops[row])
+
+        def keep(row: int, b: int, cache: Any, attention: Any, generated: list[int]) -> None:
+            self._rows.keep(keys[row], list(prompts[row]) + generated[:-1], cache, b,
+                            attention[b])
+
+        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+            torch.manual_seed(batch_seed)
+            cache, input_ids, attention = None, None, None
+            if all(reuse):  # every row continues a kept one: encode only its new tokens
+                cache, input_ids, attention = self._continued(keys, prompts, reuse)
+            if cache is None:
+                cache, input_ids, attention = self._fresh(prompts)
+            generated, logprobs = decode(
+                model, input_ids, attention, cache, max_new_tokens=self.max_new_tokens,
+                temperature=self.temperature, top_p=self.top_p, eos_ids=self._eos_ids,
+                finished=finished, on_exit=keep if keys is not None else None)
+        return [self._completion(generated[i], logprobs[i], stops[i], len(prompts[i]))
+                for i in range(len(prompts))]
+
+    def forget(self, keys: list[Hashable] | None = None) -> None:
+        """Drop the KV caches kept for ``keys`` (all of them when ``None``)."""
+        self._rows.forget(keys)
+
+    def _fresh(self, prompts: list[list[int]]) -> tuple[Any, Any, Any]:
+        """The batch with nothing cached but the rows' shared head, if they have one."""
+        import torch
+
+        from gymrl.backends.kvcache import growing_cache
+
+        model, pad = self.model, self.tokenizer.pad_token_id
         # Prompts often share a long head (the system prompt, or a group's whole prompt): encode
         # it once and give every row a copy of its KV cache. Each row's own rest follows it,
         # padded in the middle (masked), so positions stay those of an unpadded prompt.
@@ -258,31 +311,31 @@ class HFBackend(Backend):
         attention = torch.tensor(
             [[1] * shared + [0] * (width - len(p) + shared) + [1] * (len(p) - shared)
              for p in prompts], device=model.device)
-        batch_seed = self._rng.getrandbits(63)
-        devices = [model.device.index or 0] if model.device.type == "cuda" else []
-        # A stop string of n characters spans at most ~4n tokens (byte-fallback tokenizers).
-        windows = [4 * max((len(s) for s in row), default=0) + 4 for row in stops]
+        cache = growing_cache(model.config)  # appends in place, no re-concatenation
+        if shared:
+            model(input_ids=input_ids[:1, :shared], cache=cache, use_cache=True,
+                  logits_to_keep=1)
+            cache.batch_repeat_interleave(len(prompts))
+        return cache, input_ids, attention
 
-        def finished(row: int, ids: list[int]) -> bool:
-            if not stops[row]:
-                return False
-            tail = tok.decode(ids[-windows[row]:], skip_special_tokens=False,
-                              clean_up_tokenization_spaces=False)
-            return any(s in tail for s in stops[row])
+    def _continued(self, keys: list[Hashable], prompts: list[list[int]],
+                   reuse: list[int]) -> tuple[Any, Any, Any]:
+        """The batch over kept rows: their caches left-padded to the longest, then each row's
+        new tokens, left-padded too (the padding in the middle is masked)."""
+        import torch
 
-        with torch.random.fork_rng(devices=devices), torch.inference_mode():
-            torch.manual_seed(batch_seed)
-            cache = growing_cache(model.config)  # appends in place, no re-concatenation
-            if shared:
-                model(input_ids=input_ids[:1, :shared], cache=cache, use_cache=True,
-                      logits_to_keep=1)
-                cache.batch_repeat_interleave(len(prompts))
-            generated, logprobs = decode(
-                model, input_ids, attention, cache, max_new_tokens=self.max_new_tokens,
-                temperature=self.temperature, top_p=self.top_p, eos_ids=self._eos_ids,
-                finished=finished)
-        return [self._completion(generated[i], logprobs[i], stops[i], len(prompts[i]))
-                for i in range(len(prompts))]
+        model, pad = self.model, self.tokenizer.pad_token_id
+        cache, kept = self._rows.batch(model.config, keys, reuse)
+        if cache is None:
+            return None, None, None
+        new = [list(p[n:]) for p, n in zip(prompts, reuse, strict=True)]
+        width = max(len(x) for x in new)
+        input_ids = torch.tensor([[pad] * (kept + width - len(x)) + x for x in new],
+                                 device=model.device)
+        attention = torch.tensor(
+            [[0] * (kept - n) + [1] * n + [0] * (width - len(x)) + [1] * len(x)
+             for x, n in zip(new, reuse, strict=True)], device=model.device)
+        return cache, input_ids, attention
 
     def _completion(
         self, ids: list[int], logprobs: list[float], stop: tuple[str, ...], prompt_tokens: int

@@ -10,6 +10,7 @@ grows (by :data:`SPARE_TOKENS` at a time) only when it is full.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 #: Room added past what a layer needs whenever its buffer grows: a turn's new tokens fit.
@@ -98,3 +99,69 @@ def _growing_layer_class() -> type:
 
 
 GrowingLayer: Any = None
+
+
+class RowCaches:
+    """The KV caches of finished rows, kept by the caller's key until the row's next turn.
+
+    In a multi-turn rollout each turn's prompt is the last turn's prompt, the policy's tokens
+    and the env's reply; encoding it again costs more with every turn. A row kept here is
+    continued instead: the next call encodes only the tokens after the longest prefix it shares
+    with what is kept. Entries belong to one set of weights: drop them (:meth:`forget`) before
+    the model changes.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[Hashable, tuple[list[int], list[tuple[Any, Any]]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def keep(self, key: Hashable, ids: list[int], cache: Any, row: int, attention: Any) -> None:
+        """Keep batch row ``row`` of ``cache``: its real (unpadded) columns, which hold ``ids``."""
+        columns = attention.bool()
+        layers = [(layer.keys[row][:, columns], layer.values[row][:, columns])
+                  for layer in cache.layers]
+        if layers and layers[0][0].shape[-2] == len(ids):
+            self._rows[key] = (list(ids), layers)
+
+    def reusable(self, key: Hashable, prompt: list[int]) -> int:
+        """How many leading tokens of ``prompt`` row ``key`` holds (at least one stays new)."""
+        kept = self._rows.get(key)
+        if kept is None:
+            return 0
+        ids, n = kept[0], 0
+        limit = min(len(ids), len(prompt) - 1)
+        while n < limit and ids[n] == prompt[n]:
+            n += 1
+        return n
+
+    def batch(self, config: Any, keys: list[Hashable], reuse: list[int]) -> tuple[Any, int]:
+        """A cache holding the first ``reuse[i]`` tokens of row ``keys[i]``, right-aligned
+        (left-padded) to the longest; returns it and its width. ``None`` when the model's
+        layers cannot take it (not all full attention)."""
+        cache = growing_cache(config)
+        layer_class = _growing_layer_class()
+        if not all(type(layer) is layer_class for layer in cache.layers):
+            return None, 0
+        width = max(reuse)
+        first = self._rows[keys[0]][1]
+        for index, layer in enumerate(cache.layers):
+            k0, v0 = first[index]
+            k = k0.new_zeros(len(keys), k0.shape[0], width + SPARE_TOKENS, k0.shape[-1])
+            v = v0.new_zeros(len(keys), v0.shape[0], width + SPARE_TOKENS, v0.shape[-1])
+            for b, (key, n) in enumerate(zip(keys, reuse, strict=True)):
+                kk, vv = self._rows[key][1][index]
+                k[b, :, width - n:width] = kk[:, :n]
+                v[b, :, width - n:width] = vv[:, :n]
+            layer.lazy_initialization(k, v)
+            layer._k, layer._v = k, v
+            layer.keys, layer.values = k[..., :width, :], v[..., :width, :]
+        return cache, width
+
+    def forget(self, keys: list[Hashable] | None = None) -> None:
+        """Drop the rows ``keys`` (every row when ``None``)."""
+        if keys is None:
+            self._rows.clear()
+        for key in keys or ():
+            self._rows.pop(key, None)

@@ -107,9 +107,13 @@ class VLLMBackend(Backend):
     def generate(self, requests: list[Request]) -> list[Completion]:
         return self.generate_ids(*chat_prompt_ids(self.tokenizer, requests))
 
-    def generate_ids(self, prompts: list[list[int]],
-                     stops: list[tuple[str, ...]]) -> list[Completion]:
-        """Continue token-id prompts; cut each at its own stop strings (kept in the text)."""
+    def generate_ids(self, prompts: list[list[int]], stops: list[tuple[str, ...]], *,
+                     keys: list[Any] | None = None) -> list[Completion]:
+        """Continue token-id prompts; cut each at its own stop strings (kept in the text).
+
+        ``keys`` (the conversation each row continues) is accepted for the hf backend's
+        interface and not needed: vLLM's prefix caching finds an earlier turn's KV by itself.
+        """
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 

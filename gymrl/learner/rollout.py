@@ -60,12 +60,28 @@ def run_rollouts(backend: Any, rollouts: list[Rollout], *,
     for r in rollouts:
         r.seq.extend(prompt_ids(tok, r.messages), trainable=False)
     active = [r for r in rollouts if not r.done]
+    try:
+        _play(backend, active, eos_ids, on_done)
+    finally:
+        # The kept KV caches belong to these weights: the next update changes them.
+        forget = getattr(backend, "forget", None)
+        if forget is not None:
+            forget([id(r) for r in rollouts])
+    return rollouts
+
+
+def _play(backend: Any, active: list[Rollout], eos_ids: set[int],
+          on_done: Callable[[Rollout], None] | None) -> None:
+    tok = backend.tokenizer
+    forget = getattr(backend, "forget", None)
     while active:
         completions = []
         for start in range(0, len(active), backend.batch_size):
             chunk = active[start:start + backend.batch_size]
+            # Each rollout's key: a backend that keeps KV caches continues its last turn.
             completions.extend(backend.generate_ids(
-                [r.seq.ids for r in chunk], [tuple(r.env.unwrapped.stop) for r in chunk]))
+                [r.seq.ids for r in chunk], [tuple(r.env.unwrapped.stop) for r in chunk],
+                keys=[id(r) for r in chunk]))
         for r, c in zip(active, completions, strict=True):
             ids = c.token_ids or []
             r.seq.extend(ids, trainable=True, turn=r.turns)
@@ -77,6 +93,8 @@ def run_rollouts(backend: Any, rollouts: list[Rollout], *,
             turn.token_ids, turn.logprobs = list(ids), list(c.logprobs or [])
             if terminated or truncated:
                 r.done, r.episode = True, episode
+                if forget is not None:
+                    forget([id(r)])
                 if on_done is not None:
                     on_done(r)
             else:
@@ -84,4 +102,3 @@ def run_rollouts(backend: Any, rollouts: list[Rollout], *,
                 r.seq.extend(encode(tok, env_suffix(tok, info["messages"], ended_with_eos=ended)),
                              trainable=False)
         active = [r for r in active if not r.done]
-    return rollouts

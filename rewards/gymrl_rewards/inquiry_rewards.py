@@ -84,19 +84,22 @@ class QuestionCostReward(Reward):
     """Asking is not free: ``-per_question`` on every turn that asked, until ``cap`` is spent.
 
     Dense: the per-turn values sum to the total, ``-min(per_question * questions, cap)``.
-    Range: ``[-cap, 0]``, -0.2 to 0 by default.
+    Range: ``[-cap, 0]``, -0.1 to 0 by default.
 
-    The defaults price a question below what a well-chosen one is worth: on ``gymrl eval
-    env=inquiry`` (mixed users, 200 episodes, seed 0) mean reward is oracle 0.785 (accuracy
-    0.896, 5.6 questions) > random_ask 0.649 (0.729, 4) > never_ask 0.518. At 0.05 per
-    question the oracle, which asks only questions worth their charge, still leads (0.716,
-    4.6 questions), but random_ask's four barely pay (0.529). The cap is ten questions, so the
-    ``stall`` double spends it within the default twelve turns and the env's range stays tight.
+    The default price, 0.01 a question (a tenth of one attribute of eight right, 0.125), is
+    below what a well-chosen question is worth, and low enough that a vague or unreliable
+    user's answers still pay for asking again: the scripted oracle, which asks only questions
+    worth their charge, then asks novices more questions than experts (``gymrl eval
+    env=inquiry policy=scripted:oracle episodes=200 seed=0``: 6.2 expert / 9.4 intermediate /
+    7.6 novice questions). At 0.02 it asked novices fewer (5.8 / 6.3 / 4.5: a group answer
+    such as "something warm" was not worth 0.02 any more) and left them at accuracy 0.75
+    instead of 0.79. The cap is ten questions, so the ``stall`` double spends it within the
+    default twelve turns and the env's range stays tight.
     """
 
     name = "question_cost"
 
-    def __init__(self, per_question: float = 0.02, cap: float = 0.2) -> None:
+    def __init__(self, per_question: float = 0.01, cap: float = 0.1) -> None:
         if per_question < 0 or cap < 0:
             raise ConfigError(f"question_cost needs per_question >= 0 and cap >= 0, got "
                               f"per_question={per_question}, cap={cap}")
@@ -127,7 +130,7 @@ class NousReward(Reward):
     Range: ``(-inf, 1 + gain_weight]``, the sum of the components' ranges. Those ends are
     bounds, not reached, so ``gymrl check env=inquiry reward=nous`` reports them not reached,
     and this is not the inquiry env's default (that is ``spec_outcome+question_cost+format``,
-    range ``[-1.2, 1]``, both ends reached by scripted policies). Neither end can be made
+    range ``[-1.1, 1]``, both ends reached by scripted policies). Neither end can be made
     tight honestly. The top: information is bought with questions (after the opening request
     only answers move the belief), so ``1 + gain_weight`` would need the belief narrowed to
     one intent without a question, which cannot happen; the best episode's value depends on

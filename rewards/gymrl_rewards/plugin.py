@@ -36,7 +36,7 @@ def register_rewards(register):
              "Range (-inf, inf) bits, (-inf, 1] fraction")
     register("spec_outcome", SpecOutcomeReward, description="Share of the spec's attributes "
              "that match the hidden intent (or metric=exact). Range [0, 1]")
-    register("question_cost", QuestionCostReward, description="Dense -0.02 per question asked, "
-             "capped at -0.2. Range [-cap, 0]")
+    register("question_cost", QuestionCostReward, description="Dense -0.01 per question asked, "
+             "capped at -0.1. Range [-cap, 0]")
     register("nous", NousReward, description="Nous composite: spec_outcome + 0.5 x info_gain "
              "(fraction) + question_cost + format. Range (-inf, 1.5], bounds not reached")

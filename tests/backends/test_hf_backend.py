@@ -288,6 +288,45 @@ def test_shared_prompt_head_is_encoded_once_with_the_same_result(model_dir: Path
         assert x.logprobs == pytest.approx(y.logprobs, abs=1e-4)
 
 
+def test_later_turns_reuse_each_rows_kv_cache_with_the_same_result(model_dir: Path) -> None:
+    """With keys, a row's next turn encodes only its new tokens; greedy output and log-probs
+    match encoding the whole conversation again."""
+    import torch
+
+    backend = HFBackend(str(model_dir), temperature=0, max_new_tokens=6, min_shared_prefix=4)
+    tok = backend.tokenizer
+    heads = ["capital of france", "who wrote hamlet please", "two"]
+    prompts = [tok(f"user : {q} [SEP] assistant :")["input_ids"] for q in heads]
+    stops = [()] * 3
+    first = backend.generate_ids(prompts, stops, keys=["a", "b", "c"])
+    assert len(backend._rows) == 3
+    # Each row's next prompt: its last prompt, what it wrote, and a reply of varying length.
+    replies = ["what is two plus two", "capital", "who wrote hamlet capital of italy"]
+    later = [p + c.token_ids + tok(f"[SEP] user : {r} [SEP] assistant :")["input_ids"]
+             for p, c, r in zip(prompts, first, replies, strict=True)]
+    fed: list[int] = []
+    hook = backend.model.model.embed_tokens.register_forward_hook(
+        lambda module, args, out: fed.append(args[0].shape[-1]))
+    try:
+        kept = backend.generate_ids(later, stops, keys=["a", "b", "c"])
+    finally:
+        hook.remove()
+    plain = HFBackend(str(model_dir), temperature=0, max_new_tokens=6,
+                      min_shared_prefix=10**9).generate_ids(later, stops)
+    assert [c.token_ids for c in kept] == [c.token_ids for c in plain]
+    for x, y in zip(kept, plain, strict=True):
+        assert x.logprobs == pytest.approx(y.logprobs, abs=1e-4)
+    # The prefill fed only the new tokens: the longest new part, not the longest prompt.
+    new = max(len(t) - len(p) - len(c.token_ids) + 1
+              for t, p, c in zip(later, prompts, first, strict=True))
+    assert fed[0] == new < max(map(len, later))
+    backend.forget(["a", "b"])
+    assert len(backend._rows) == 1
+    # A row whose prompt no longer extends what was kept is encoded from scratch.
+    assert backend._rows.reusable("c", [0] + later[2]) == 0
+    assert torch.is_tensor(backend._rows._rows["c"][1][0][0])
+
+
 def test_decode_loop_matches_transformers_generate_greedy(model_dir: Path) -> None:
     """Rows leave the batch as they finish; what each row generates is unchanged."""
     import torch

@@ -80,10 +80,10 @@ def test_gymrl_check_proves_the_default_reward_range():
     (the ends are deterministic, so fewer episodes than the command's 64 suffice)."""
     report = check_env_and_rewards(["env=inquiry", "episodes=16"])
     assert report["check_env"] == "ok"
-    assert report["range"] == [-1.2, 1.0] and report["reached"] == [True, True]
+    assert report["range"] == [-1.1, 1.0] and report["reached"] == [True, True]
     policies = report["policies"]
     assert policies["clairvoyant"]["min"] == policies["clairvoyant"]["max"] == 1.0
-    assert policies["stall"]["min"] == policies["stall"]["max"] == pytest.approx(-1.2)
+    assert policies["stall"]["min"] == policies["stall"]["max"] == pytest.approx(-1.1)
 
 
 def test_bad_options_name_what_is_allowed():
@@ -422,10 +422,10 @@ def test_oracle_reaches_095_with_experts_and_baselines_score_lower():
 
 
 def test_novice_users_cost_the_oracle_more_questions_per_bit():
-    """A novice's answers are vaguer and sometimes wrong, so each is worth fewer bits. Where
-    questions are free the oracle asks novices more (their answers stay worth something to
-    the turn limit); at the default price it buys fewer of them than an expert's, since one
-    vague answer seldom moves the spec by a question's cost (README: the inquiry baselines)."""
+    """A novice's answers are vaguer and sometimes wrong, so each is worth fewer bits, and the
+    oracle asks novices more questions than experts: where questions are free (their answers
+    stay worth something to the turn limit) and at the default price (README: the inquiry
+    baselines), though the price buys fewer than free questions."""
     free = {"question_cost": {"per_question": 0.0}}
     expert, _ = _summary("oracle", "expert", episodes=60, domain="restaurant", **free)
     novice, records = _summary("oracle", "novice", episodes=60, domain="restaurant", **free)
@@ -437,6 +437,10 @@ def test_novice_users_cost_the_oracle_more_questions_per_bit():
     priced, _ = _summary("oracle", "novice", episodes=60, domain="restaurant")
     assert priced["bits_per_question"] < expert["bits_per_question"]
     assert priced["questions"] < novice["questions"]
+    for domain in ("diagram", "restaurant"):
+        by_level = {level: _summary("oracle", level, episodes=60, domain=domain)[0]
+                    for level in ("expert", "novice")}
+        assert by_level["novice"]["questions"] > by_level["expert"]["questions"], domain
 
 
 def test_mixed_users_are_reported_per_level():
@@ -493,8 +497,8 @@ def test_the_oracle_asks_only_questions_that_can_pay_for_themselves():
     # At the default price a question is worth asking at the start of an episode.
     env = make_env("inquiry", user="expert", split="test").unwrapped
     env.reset(seed=0)
-    assert question_charge(env) == pytest.approx(0.02)  # the configured reward's charge
-    assert max(question_values(env).values()) > 0.02
+    assert question_charge(env) == pytest.approx(0.01)  # the configured reward's charge
+    assert max(question_values(env).values()) > 0.01
     assert "<ask>" in env.scripted_policies["oracle"](env)
     # An attribute already known is worth nothing, even though questions are free.
     free = make_env("inquiry", user="expert", split="test",
@@ -549,15 +553,16 @@ def test_the_payoff_is_read_from_the_configured_reward():
     exact = make_env("inquiry", reward="spec_outcome+outcome+question_cost",
                      reward_weights={"question_cost": 2.0},
                      reward_options={"spec_outcome": {"metric": "exact"}}).unwrapped
-    assert payoff(exact.reward_fn, 4.0) == Payoff(exact=2.0, per_question=0.04, cap=0.4)
+    assert payoff(exact.reward_fn, 4.0) == Payoff(exact=2.0, per_question=0.02, cap=0.2)
     env.set_reward(None)  # no reward set: the env's registered default
-    assert env_payoff(env) == Payoff(share=1.0, per_question=0.02, cap=0.2)
+    assert env_payoff(env) == Payoff(share=1.0, per_question=0.01, cap=0.1)
 
 
 def test_question_for_question_the_oracle_gains_more_than_random_ask():
-    """With intermediate users the oracle asks about six questions and random_ask four. Over
-    the same first four, and over all it asks, the oracle gains clearly more; its later
-    questions gain less (what is left to learn shrinks) until none is worth its cost."""
+    """With intermediate users the oracle asks about nine questions and random_ask four. Over
+    the same first four the oracle gains clearly more; its later questions (re-asking what a
+    vague answer left open) gain less, until none is worth its cost, so over all it asks it
+    leads by less (0.89 against 0.88 bits a question here, measured)."""
     oracle = _gains_before_each_question("oracle", "intermediate", 40)
     rand = _gains_before_each_question("random_ask", "intermediate", 40)
     first = [g for gains in oracle for g in gains[:4]]
@@ -566,7 +571,7 @@ def test_question_for_question_the_oracle_gains_more_than_random_ask():
     assert len(random_gains) == 4 * 40 and later
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     assert mean(random_gains) < 0.8 * mean(first)
-    assert mean(random_gains) < 0.85 * mean(first + later)
+    assert mean(random_gains) < mean(first + later)
     assert mean(later) < 0.6 * mean(first)  # diminishing returns, not worse questions
 
 

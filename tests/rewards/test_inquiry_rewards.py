@@ -66,11 +66,11 @@ def test_spec_outcome_range_both_ends():
 
 def test_question_cost_range_both_ends_and_dense_turns():
     reward = QuestionCostReward()
-    assert reward.range == (-0.2, 0.0)
+    assert reward.range == (-0.1, 0.0)
     assert max(reward(e).total for e in _episodes("never_ask", "novice", episodes=3)) == 0.0
     # Under nous (the default here) information gain pays too, so the oracle keeps asking.
     many = _episodes("oracle", "novice", episodes=5)
-    assert min(reward(e).total for e in many) == pytest.approx(-0.2)
+    assert min(reward(e).total for e in many) == pytest.approx(-0.1)
     for episode in many:
         score = reward(episode)
         assert math.fsum(score.per_turn) == pytest.approx(score.total)
@@ -100,12 +100,12 @@ def test_default_reward_ends_are_the_clairvoyant_and_the_stalling_policies(user)
                and e.reward == 1.0 and e.facts["questions"] == 0 for e in best)
     for episode in worst:  # twelve unmappable questions, no spec, truncated
         assert episode.rewards == pytest.approx(
-            {"spec_outcome": 0.0, "question_cost": -0.2, "format": -1.0})
-        assert episode.reward == pytest.approx(-1.2)
+            {"spec_outcome": 0.0, "question_cost": -0.1, "format": -1.0})
+        assert episode.reward == pytest.approx(-1.1)
         assert episode.facts["understood"] == 0 and episode.facts["spec"] is None
     # Under nous they score alike: neither policy's turns gain a bit.
     assert all(e.reward == 1.0 for e in _episodes("clairvoyant", user, episodes=3))
-    assert all(e.reward == pytest.approx(-1.2) for e in _episodes("stall", user, episodes=3))
+    assert all(e.reward == pytest.approx(-1.1) for e in _episodes("stall", user, episodes=3))
 
 
 def test_default_question_cost_lets_good_questions_beat_guessing():

@@ -8,9 +8,9 @@ and records the belief's entropy after every turn. It records facts; rewards jud
 (``info_gain`` from the entropies, ``spec_outcome``/``outcome`` from the spec,
 ``question_cost`` from the number of questions).
 
-The default reward is ``spec_outcome+question_cost+format``, range ``[-1.2, 1]``: the scripted
+The default reward is ``spec_outcome+question_cost+format``, range ``[-1.1, 1]``: the scripted
 ``clairvoyant`` (the exact spec, no questions) reaches 1 and ``stall`` (off-topic questions to
-the turn limit, no spec) reaches -1.2, so ``gymrl check env=inquiry`` proves both ends (the
+the turn limit, no spec) reaches -1.1, so ``gymrl check env=inquiry`` proves both ends (the
 bottom needs ``max_turns >= 10``, the default being 12, to spend the question-cost cap).
 ``reward=nous`` adds information gain (see ``NousReward`` for why its range is only bounded).
 """

@@ -9,7 +9,7 @@ from gymrl import hookimpl
 def register_envs(register):
     from gymrl_envs.inquiry.env import DEFAULT_REWARD, InquiryEnv
 
-    # The default reward's range, [-1.2, 1], is proven by scripted policies (``gymrl check``);
+    # The default reward's range, [-1.1, 1], is proven by scripted policies (``gymrl check``);
     # ``nous`` adds information gain, whose best episode depends on the tasks (see NousReward).
     register("inquiry", InquiryEnv, rewards=DEFAULT_REWARD,
              description="Socratic intent inquiry (Nous): ask a simulated user what they "
