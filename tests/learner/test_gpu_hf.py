@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_train import tiny_cfg
+from test_train import learner_and_sampled_logprobs, tiny_cfg
 
-from gymrl.learner.grpo import token_logprobs
 from gymrl.learner.rollout import reset_group, run_rollouts
 from gymrl.learner.train import Trainer, prepare_run
 
@@ -53,10 +52,5 @@ def test_sampled_logprobs_match_the_learner_on_cuda(tiny_chat_model, tmp_path):
                                         "rollout.max_new_tokens=16"))
     trainer = Trainer(cfg, run_dir)
     rollouts = run_rollouts(trainer.backend, reset_group(trainer.train_envs[:2], 7, 0))
-    ids, attention, mask = trainer.pad([r.seq for r in rollouts])
-    with torch.no_grad():
-        logp, _ = token_logprobs(trainer.model, ids, attention, mask)
-    for row, r in enumerate(rollouts):
-        ours = logp[row][mask[row].bool()].float().cpu()
-        theirs = torch.tensor(r.logprobs[:len(ours)])
+    for ours, theirs in learner_and_sampled_logprobs(trainer, rollouts):
         assert torch.allclose(ours, theirs, atol=1e-3)

@@ -34,6 +34,21 @@ def tiny_cfg(model: Path, out: Path, *extra: str) -> dict:
     return to_container(load_config(TrainConfig, tiny_args(model, out, *extra)))
 
 
+def learner_and_sampled_logprobs(trainer: Trainer, rollouts: list) -> list[tuple]:
+    """Per rollout: the learner's log-probs of its policy tokens and those it was sampled with
+    (CPU tensors of the same length), to check that the two sides agree."""
+    from gymrl.learner.grpo import token_logprobs
+
+    ids, attention, mask = trainer.pad([r.seq for r in rollouts])
+    with torch.no_grad():
+        logp, _ = token_logprobs(trainer.model, ids, attention, mask)
+    out = []
+    for row, r in enumerate(rollouts):
+        ours = logp[row][mask[row].bool()].float().cpu()
+        out.append((ours, torch.tensor(r.logprobs[:len(ours)])))
+    return out
+
+
 def test_full_finetune_step_changes_every_parameter(tiny_chat_model, tmp_path):
     cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "learner.lora=false",
                                         "learner.lr=1e-2", "learner.max_grad_norm=0"))

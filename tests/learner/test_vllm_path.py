@@ -7,7 +7,7 @@ import importlib.util
 
 import pytest
 import torch
-from test_train import tiny_cfg
+from test_train import learner_and_sampled_logprobs, tiny_cfg
 
 from gymrl import BackendError, ConfigError
 from gymrl.backends.vllm import merged_weights
@@ -63,7 +63,6 @@ def test_vllm_rollouts_follow_the_learner_after_each_update(tmp_path):
     updated weights (its log-probs of its own tokens match the learner's, recomputed)."""
     from gymrl.config import load_config, to_container
     from gymrl.learner.config import TrainConfig
-    from gymrl.learner.grpo import token_logprobs
 
     cfg = to_container(load_config(TrainConfig, [
         "model=smollm2", "env=router", "reward=cost+outcome", "rollout.backend=vllm",
@@ -79,10 +78,5 @@ def test_vllm_rollouts_follow_the_learner_after_each_update(tmp_path):
     from gymrl.learner.rollout import reset_group, run_rollouts
 
     rollouts = run_rollouts(trainer.backend, reset_group(envs, task_seed=99, group=0))
-    ids, attention, mask = trainer.pad([r.seq for r in rollouts])
-    with torch.no_grad():
-        logp, _ = token_logprobs(trainer.model, ids, attention, mask)
-    for row, r in enumerate(rollouts):
-        ours = logp[row][mask[row].bool()].float().cpu()
-        theirs = torch.tensor(r.logprobs[:len(ours)])
+    for ours, theirs in learner_and_sampled_logprobs(trainer, rollouts):
         assert (ours - theirs).abs().mean() < 0.1  # bf16 on both sides
