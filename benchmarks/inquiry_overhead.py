@@ -83,8 +83,12 @@ def env_speed(domain: str, policy: str, episodes: int) -> dict[str, Any]:
             "steps_per_s": steps / elapsed, "episodes_per_s": episodes / elapsed}
 
 
-def rollout_share(model: str, domain: str, episodes: int) -> dict[str, Any]:
-    """Seconds inside the env (reset + step) against the wall time of a real model's rollout."""
+def rollout_share(model: str, domain: str, episodes: int,
+                  options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Seconds inside the env (reset + step) against the wall time of a real model's rollout.
+
+    ``options`` go to the backend (``max_new_tokens``: a turn's length, the learner's 64 by
+    default in ``main``)."""
     import gymnasium as gym
 
     from gymrl.evaluate import run_episodes
@@ -107,7 +111,7 @@ def rollout_share(model: str, domain: str, episodes: int) -> dict[str, Any]:
             finally:
                 Timed.seconds += time.perf_counter() - start
 
-    backend = make_backend(model, {})
+    backend = make_backend(model, options or {})
     make_env("inquiry", domain=domain)  # tasks and prior built before timing
     start = time.perf_counter()
     records = run_episodes(lambda: Timed(make_env("inquiry", domain=domain, user="mixed")),
@@ -154,6 +158,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rollout", help="a policy backend, e.g. hf:smollm2: measure the "
                                           "env's share of its rollouts")
     parser.add_argument("--rollout-episodes", type=int, default=32)
+    parser.add_argument("--rollout-tokens", type=int, default=64,
+                        help="tokens per policy turn (the learner's rollout.max_new_tokens)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     bad = [s for s in sizes if s < 10 or 10 ** round(np.log10(s)) != s]
@@ -167,7 +173,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for p in args.policies.split(",")],
     }
     if args.rollout:
-        report["rollout"] = [rollout_share(args.rollout, d, args.rollout_episodes)
+        report["rollout"] = [rollout_share(args.rollout, d, args.rollout_episodes,
+                                          {"max_new_tokens": args.rollout_tokens})
                              for d in ("diagram", "restaurant")]
     atomic_write_json(args.output, report)
     if not args.no_plot:

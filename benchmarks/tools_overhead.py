@@ -7,7 +7,8 @@
    (the sandbox forks and confines the next calls' processes between calls); and in turns of
    ``--turn-calls`` calls back to back with ``--pause-ms`` between turns, as when a model makes
    several calls in one turn (median per call, and per position in the turn).
-   Target: <= 5 ms per call for calculator and bm25 search (median, warm).
+   Target: <= 5 ms per call for calculator and bm25 search (median, warm), reported for each
+   pattern (``meets_target``).
 2. The ``tools`` env's episodes/s per family with the ``oracle`` and ``random_tools`` policies
    (tool calls included), through ``gymrl.evaluate.run_episodes`` as ``gymrl eval`` runs it.
 
@@ -85,7 +86,12 @@ def tool_latency(name: str, calls: int, pause_ms: float, turn_calls: int) -> dic
             "turn_median_ms": statistics.median(turns), "turn_p95_ms": _p95(turns),
             "turn_position_median_ms": [1000 * statistics.median(p) for p in in_turns],
             "calls": len(ms) + len(paused) + len(turns), "errors": errors,
-            "meets_target": statistics.median(ms) <= TARGET_MS if name != "kv_store" else None}
+            # Per pattern: a model's calls come between turns or a few in one turn; an unbroken
+            # stream of calls is the worst case (each call then waits for its child's fork).
+            "meets_target": None if name == "kv_store" else {
+                "back_to_back": statistics.median(ms) <= TARGET_MS,
+                "spaced": statistics.median(paused) <= TARGET_MS,
+                "in_turns": statistics.median(turns) <= TARGET_MS}}
 
 
 def _p95(sorted_ms: list[float]) -> float:

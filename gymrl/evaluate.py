@@ -43,30 +43,41 @@ def run_episodes(make_env: Callable[[], Any], backend: Backend, *, episodes: int
 
     for slot in range(batch_size):
         refill(slot)
-    while any(s is not None for s in slots):
-        active = [i for i, s in enumerate(slots) if s is not None]
-        requests = [Request(messages=slots[i][2]["messages"], stop=tuple(slots[i][0].stop),
-                            env=slots[i][0].unwrapped) for i in active]
-        completions = backend.generate(requests)
-        if len(completions) != len(requests):
-            raise BackendError(f"backend {getattr(backend, 'name', backend)!r} returned "
-                               f"{len(completions)} completions for {len(requests)} requests")
-        for i, completion in zip(active, completions, strict=True):
-            env, index, _ = slots[i]
-            _, _, terminated, truncated, info = env.step(completion.text)
-            episode: Episode = env.unwrapped.episode
-            turn = [t for t in episode.turns if t.role == "policy"][-1]
-            turn.token_ids, turn.logprobs = completion.token_ids, completion.logprobs
-            turn.facts.setdefault("completion_tokens", completion.completion_tokens)
-            if terminated or truncated:
-                metrics_fn = getattr(env.unwrapped, "metrics", None)
-                metrics = metrics_fn(episode) if metrics_fn else {}
-                results[index] = (episode, metrics)
-                if on_episode is not None:
-                    on_episode(episode, metrics)
-                refill(i)
-            else:
-                slots[i] = (env, index, info)
+    forget = getattr(backend, "forget", None)
+    try:
+        while any(s is not None for s in slots):
+            active = [i for i, s in enumerate(slots) if s is not None]
+            # Through .unwrapped: a wrapped env (gymnasium.make, a timing wrapper) does not
+            # forward the env's own attributes.
+            requests = [Request(messages=slots[i][2]["messages"],
+                                stop=tuple(slots[i][0].unwrapped.stop),
+                                env=slots[i][0].unwrapped, key=(id(results), slots[i][1]))
+                        for i in active]
+            completions = backend.generate(requests)
+            if len(completions) != len(requests):
+                raise BackendError(f"backend {getattr(backend, 'name', backend)!r} returned "
+                                   f"{len(completions)} completions for {len(requests)} requests")
+            for i, completion in zip(active, completions, strict=True):
+                env, index, _ = slots[i]
+                _, _, terminated, truncated, info = env.step(completion.text)
+                episode: Episode = env.unwrapped.episode
+                turn = [t for t in episode.turns if t.role == "policy"][-1]
+                turn.token_ids, turn.logprobs = completion.token_ids, completion.logprobs
+                turn.facts.setdefault("completion_tokens", completion.completion_tokens)
+                if terminated or truncated:
+                    if forget is not None:  # the backend's KV cache of this episode
+                        forget([(id(results), index)])
+                    metrics_fn = getattr(env.unwrapped, "metrics", None)
+                    metrics = metrics_fn(episode) if metrics_fn else {}
+                    results[index] = (episode, metrics)
+                    if on_episode is not None:
+                        on_episode(episode, metrics)
+                    refill(i)
+                else:
+                    slots[i] = (env, index, info)
+    finally:  # a failed run leaves no KV caches behind in the backend
+        if forget is not None:
+            forget([(id(results), slot[1]) for slot in slots if slot is not None])
     return [r for r in results if r is not None]
 
 

@@ -39,3 +39,12 @@ def test_tools_overhead_writes_json(tmp_path):
     assert all(t["errors"] == 0 and t["first_ok"] for t in report["tools"])
     assert {r["family"] for r in report["env"]} == {"function_calling", "arithmetic",
                                                     "retrieval"}
+
+
+def test_inquiry_rollout_share_times_a_wrapped_env():
+    """The env's share of a rollout: the env runs inside a timing wrapper (run_episodes must
+    reach the env's stop strings through it)."""
+    bench = _load("inquiry_overhead")
+    row = bench.rollout_share("scripted:oracle", "restaurant", 4)
+    assert row["episodes"] == 4 and row["policy_turns"] >= 4
+    assert 0 < row["env_s"] <= row["wall_s"] and 0 < row["env_share"] <= 1

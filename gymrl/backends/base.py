@@ -15,11 +15,15 @@ class Request:
         stop: strings that end the turn; the completion includes the stop string it hit.
         env: the (unwrapped) env the request comes from. Only scripted policies read it: they
             are privileged baselines by definition. Model backends must ignore it.
+        key: the conversation the request continues (one episode, say), or ``None``. A backend
+            may keep the conversation's KV cache under it for the next request with the same
+            key (the hf backend does; ``forget(keys)`` drops them).
     """
 
     messages: list[dict[str, str]]
     stop: tuple[str, ...] = ()
     env: Any = None
+    key: Any = None
 
 
 @dataclass

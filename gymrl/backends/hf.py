@@ -232,7 +232,9 @@ class HFBackend(Backend):
         return out
 
     def _generate_batch(self, requests: list[Request]) -> list[Completion]:
-        return self.generate_ids(*chat_prompt_ids(self.tokenizer, requests))
+        keys = [r.key for r in requests]
+        return self.generate_ids(*chat_prompt_ids(self.tokenizer, requests),
+                                 keys=keys if all(k is not None for k in keys) else None)
 
     def generate_ids(self, prompts: list[list[int]], stops: list[tuple[str, ...]], *,
                      keys: list[Hashable] | None = None) -> list[Completion]:
@@ -276,7 +278,7 @@ class HFBackend(Backend):
         with torch.random.fork_rng(devices=devices), torch.inference_mode():
             torch.manual_seed(batch_seed)
             cache, input_ids, attention = None, None, None
-            if all(reuse):  # every row continues a kept one: encode only its new tokens
+            if self._continuing_is_cheaper(prompts, reuse):  # encode only each row's new tokens
                 cache, input_ids, attention = self._continued(keys, prompts, reuse)
             if cache is None:
                 cache, input_ids, attention = self._fresh(prompts)
@@ -290,6 +292,18 @@ class HFBackend(Backend):
     def forget(self, keys: list[Hashable] | None = None) -> None:
         """Drop the KV caches kept for ``keys`` (all of them when ``None``)."""
         self._rows.forget(keys)
+
+    def _continuing_is_cheaper(self, prompts: list[list[int]], reuse: list[int]) -> bool:
+        """Whether encoding each row's tokens after its kept cache (rows without one: all of
+        their prompt), padded to the longest, costs fewer token positions than encoding the
+        prompts afresh (their shared head once, then each row's rest)."""
+        if not any(reuse):
+            return False
+        continued = len(prompts) * max(len(p) - n for p, n in zip(prompts, reuse, strict=True))
+        shared = _common_prefix_len(prompts) if len(prompts) > 1 else 0
+        if shared < self.min_shared_prefix:
+            shared = 0
+        return continued < shared + len(prompts) * (max(map(len, prompts)) - shared)
 
     def _fresh(self, prompts: list[list[int]]) -> tuple[Any, Any, Any]:
         """The batch with nothing cached but the rows' shared head, if they have one."""
@@ -320,8 +334,9 @@ class HFBackend(Backend):
 
     def _continued(self, keys: list[Hashable], prompts: list[list[int]],
                    reuse: list[int]) -> tuple[Any, Any, Any]:
-        """The batch over kept rows: their caches left-padded to the longest, then each row's
-        new tokens, left-padded too (the padding in the middle is masked)."""
+        """The batch over kept rows: their caches left-padded to the longest (a row without
+        one has only padding there), then each row's new tokens, left-padded too (the padding
+        in the middle is masked)."""
         import torch
 
         model, pad = self.model, self.tokenizer.pad_token_id

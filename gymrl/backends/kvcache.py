@@ -137,20 +137,22 @@ class RowCaches:
         return n
 
     def batch(self, config: Any, keys: list[Hashable], reuse: list[int]) -> tuple[Any, int]:
-        """A cache holding the first ``reuse[i]`` tokens of row ``keys[i]``, right-aligned
-        (left-padded) to the longest; returns it and its width. ``None`` when the model's
-        layers cannot take it (not all full attention)."""
+        """A cache holding the first ``reuse[i]`` tokens of row ``keys[i]`` (none where
+        ``reuse[i]`` is 0), right-aligned (left-padded) to the longest; returns it and its
+        width. ``None`` when the model's layers cannot take it (not all full attention)."""
         cache = growing_cache(config)
         layer_class = _growing_layer_class()
         if not all(type(layer) is layer_class for layer in cache.layers):
             return None, 0
         width = max(reuse)
-        first = self._rows[keys[0]][1]
+        first = self._rows[next(k for k, n in zip(keys, reuse, strict=True) if n)][1]
         for index, layer in enumerate(cache.layers):
             k0, v0 = first[index]
             k = k0.new_zeros(len(keys), k0.shape[0], width + SPARE_TOKENS, k0.shape[-1])
             v = v0.new_zeros(len(keys), v0.shape[0], width + SPARE_TOKENS, v0.shape[-1])
             for b, (key, n) in enumerate(zip(keys, reuse, strict=True)):
+                if not n:
+                    continue
                 kk, vv = self._rows[key][1][index]
                 k[b, :, width - n:width] = kk[:, :n]
                 v[b, :, width - n:width] = vv[:, :n]

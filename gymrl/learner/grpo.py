@@ -48,7 +48,7 @@ def group_advantages(rewards: Any, groups: Any, scale: str = "group",
     return adv.float(), flat
 
 
-def action_baseline(advantages: Any, actions: list[Any]) -> Any:
+def action_baseline(advantages: Any, actions: list[Any], informative: Any = None) -> Any:
     """Each advantage minus the batch mean of the advantages of rollouts that took its action.
 
     ``actions[i]`` is a hashable summary of what rollout i did (the tools or experts it called).
@@ -56,13 +56,22 @@ def action_baseline(advantages: Any, actions: list[Any]) -> Any:
     (the cheapest expert, when luck favours it) is pushed up everywhere at once. Subtracting
     the action's mean advantage over the batch removes that shared push and keeps what depends
     on the task (which action is better *here*). An action taken once gets 0.
+
+    ``informative`` (B,) bool marks the rollouts of groups whose rewards differ; the others
+    keep their advantage (0 for a flat group) and do not count in the means. A flat group
+    says nothing about its actions: shifting it by the mean of the action elsewhere would push
+    every action that is bad on average *up* in every group where nothing was learned
+    (measured on the router: all calls moved to the most expensive expert).
     """
     import torch
 
     out = advantages.clone()
+    if informative is None:
+        informative = torch.ones(len(actions), dtype=torch.bool)
     for key in set(actions):
-        idx = torch.tensor([a == key for a in actions])
-        out[idx] = advantages[idx] - advantages[idx].mean()
+        idx = torch.tensor([a == key for a in actions]) & informative
+        if bool(idx.any()):
+            out[idx] = advantages[idx] - advantages[idx].mean()
     return out
 
 

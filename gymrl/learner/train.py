@@ -323,8 +323,10 @@ class Trainer:
         advantages, flat = group_advantages(rewards, group_ids, learner["scale_rewards"])
         shift = torch.zeros_like(advantages)
         if learner["action_baseline"]:
+            informative = torch.tensor([bool((rewards[group_ids == g] != rewards[i]).any())
+                                        for i, g in enumerate(group_ids.tolist())])
             shifted = action_baseline(advantages, [
-                tuple(c.name for c in r.episode.tool_calls) for r in rollouts])
+                tuple(c.name for c in r.episode.tool_calls) for r in rollouts], informative)
             shift, advantages = advantages - shifted, shifted
         seqs = [r.seq for r in rollouts]
         per_turn = None

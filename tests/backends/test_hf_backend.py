@@ -320,11 +320,50 @@ def test_later_turns_reuse_each_rows_kv_cache_with_the_same_result(model_dir: Pa
     new = max(len(t) - len(p) - len(c.token_ids) + 1
               for t, p, c in zip(later, prompts, first, strict=True))
     assert fed[0] == new < max(map(len, later))
-    backend.forget(["a", "b"])
+    # A batch of a continued row and a new one (an eval slot refilled with a new episode):
+    # the new row is encoded whole beside the other's new tokens.
+    third = [later[0] + kept[0].token_ids + tok("[SEP] user : two [SEP] assistant :")["input_ids"],
+             tok("user : two [SEP] assistant :")["input_ids"]]
+    assert backend._continuing_is_cheaper(third, [backend._rows.reusable("a", third[0]), 0])
+    mixed = backend.generate_ids(third, [()] * 2, keys=["a", "z"])
+    fresh = HFBackend(str(model_dir), temperature=0, max_new_tokens=6,
+                      min_shared_prefix=10**9).generate_ids(third, [()] * 2)
+    assert [c.token_ids for c in mixed] == [c.token_ids for c in fresh]
+    backend.forget(["a", "b", "z"])
     assert len(backend._rows) == 1
     # A row whose prompt no longer extends what was kept is encoded from scratch.
     assert backend._rows.reusable("c", [0] + later[2]) == 0
     assert torch.is_tensor(backend._rows._rows["c"][1][0][0])
+
+
+def test_eval_episodes_reuse_kv_caches_with_the_same_result(model_dir: Path,
+                                                            monkeypatch: pytest.MonkeyPatch):
+    """``run_episodes`` keys each request by its episode: later turns continue the episode's
+    KV cache, also in batches where a finished episode's slot took a new one (mixed rows);
+    the episodes are those of encoding every turn afresh, and no cache is left behind."""
+    from gymrl.evaluate import run_episodes
+    from gymrl.make import make_env
+
+    def texts(backend: HFBackend) -> list[list[str]]:
+        records = run_episodes(lambda: make_env("router", max_calls=2), backend, episodes=6,
+                               seed=3, batch_size=4)
+        return [[t.text for t in e.policy_turns] for e, _ in records]
+
+    kept = HFBackend(str(model_dir), temperature=0, max_new_tokens=8)
+    calls: list[list[int]] = []
+    original = HFBackend._continued
+
+    def spy(self, keys, prompts, reuse):
+        calls.append(list(reuse))
+        return original(self, keys, prompts, reuse)
+
+    monkeypatch.setattr(HFBackend, "_continued", spy)
+    with_cache = texts(kept)
+    assert len(kept._rows) == 0
+    assert calls and all(all(reuse) for reuse in calls)  # later turns continued their caches
+    monkeypatch.setattr(HFBackend, "_continuing_is_cheaper", lambda *a: False)
+    assert texts(HFBackend(str(model_dir), temperature=0, max_new_tokens=8)) == with_cache
+    assert max(len(t) for t in with_cache) > 1
 
 
 def test_decode_loop_matches_transformers_generate_greedy(model_dir: Path) -> None:

@@ -168,3 +168,16 @@ def test_action_baseline_removes_each_actions_mean_advantage():
     for key in set(actions):
         assert sum(o for o, a in zip(out.tolist(), actions, strict=True) if a == key) == \
             pytest.approx(0.0)
+
+
+def test_action_baseline_leaves_flat_groups_alone():
+    """Rollouts of a flat group (no signal) keep advantage 0 and do not move the means."""
+    from gymrl.learner.grpo import action_baseline
+
+    adv = torch.tensor([1.0, -1.0, 0.0, 0.0])  # group 0 informative, group 1 flat
+    actions = [("cheap",), ("big",), ("big",), ("big",)]
+    informative = torch.tensor([True, True, False, False])
+    out = action_baseline(adv, actions, informative)
+    assert out.tolist() == pytest.approx([0.0, 0.0, 0.0, 0.0])
+    # Without the mask the flat group's "big" rollouts get +1/3 each: the bias it prevents.
+    assert action_baseline(adv, actions).tolist() == pytest.approx([0.0, -2 / 3, 1 / 3, 1 / 3])
