@@ -354,9 +354,16 @@ class Trainer:
                     ref[c[0]] = self.reference_logprobs(ids, attention, mask, temperature)
         stats: dict[str, list[float]] = {"loss": [], "ratio": [], "clipped": [], "kl": [],
                                          "entropy": []}
+        # No signal (every advantage 0, no KL term): no update. AdamW would still move the
+        # weights by about the learning rate (its momentum; and it normalises a zero or tiny
+        # gradient to a full-size step): measured on the router, steps whose gradient norm was
+        # ~2e-4 drove the policy off its own tag grammar.
+        signal = bool(learner["beta"]) or bool((advantages != 0).any()) or (
+            per_turn is not None and any(a != 0 for advs in per_turn for a in advs))
+        grad_norm = math.nan
         train_start = time.perf_counter()
         self.model.train()
-        for _ in range(learner["mu"]):
+        for _ in range(learner["mu"] if signal else 0):
             self.optimizer.zero_grad()
             total = 0.0
             for c in chunks:
@@ -385,8 +392,6 @@ class Trainer:
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(
                     [p for p in self.model.parameters() if p.requires_grad],
                     learner["max_grad_norm"]))
-            else:
-                grad_norm = math.nan
             self.optimizer.step()
             stats["loss"].append(total)
         self.sync_rollout_weights()
@@ -396,11 +401,12 @@ class Trainer:
             "step": self.step,
             "reward": float(rewards.mean()),
             "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
-            "loss/policy": float(np.mean(stats["loss"])),
-            "ratio": float(np.mean(stats["ratio"])),
-            "clip_fraction": float(np.mean(stats["clipped"])),
-            "entropy": float(np.mean(stats["entropy"])),
+            "loss/policy": _mean(stats["loss"]),
+            "ratio": _mean(stats["ratio"]),
+            "clip_fraction": _mean(stats["clipped"]),
+            "entropy": _mean(stats["entropy"]),
             "grad_norm": grad_norm,
+            "update/skipped": int(not signal),
             "groups/flat": flat,
             "groups/flat_fraction": flat / groups,
             "tokens/policy": n_tokens,
@@ -442,6 +448,11 @@ class Trainer:
             return token_logprobs(self.ref_model, ids, attention, mask, temperature)[0]
         with self.model.disable_adapter():  # LoRA: the base model is the reference
             return token_logprobs(self.model, ids, attention, mask, temperature)[0]
+
+
+def _mean(values: list[float]) -> float:
+    """The mean, or NaN for a step that made no update (nothing was measured)."""
+    return float(np.mean(values)) if values else math.nan
 
 
 def train(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -64,6 +64,24 @@ def test_full_finetune_step_changes_every_parameter(tiny_chat_model, tmp_path):
         assert key in metrics
 
 
+def test_a_step_without_signal_leaves_the_weights_alone(tiny_chat_model, tmp_path):
+    """Every group flat (the tiny model never answers right: outcome 0 everywhere) and no KL:
+    no update at all, even after a step with signal left momentum in AdamW."""
+    cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "learner.lora=false",
+                                        "learner.lr=1e-2"))
+    trainer = Trainer(cfg, run_dir)
+    assert trainer.grpo_step()["update/skipped"] == 0  # brevity differs: AdamW has moments
+    cfg2, run_dir2 = prepare_run(tiny_cfg(tiny_chat_model, tmp_path / "flat", "reward=outcome",
+                                          "learner.lora=false", "learner.lr=1e-2"))
+    flat = Trainer(cfg2, run_dir2)
+    flat.optimizer.load_state_dict(trainer.optimizer.state_dict())
+    flat.model.load_state_dict(trainer.model.state_dict())
+    before = {n: p.detach().clone() for n, p in flat.model.named_parameters()}
+    metrics = flat.grpo_step()
+    assert metrics["groups/flat"] == 2 and metrics["update/skipped"] == 1
+    assert all(torch.equal(p.detach(), before[n]) for n, p in flat.model.named_parameters())
+
+
 def test_lora_trains_only_the_adapter(tiny_chat_model, tmp_path):
     cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "learner.lr=1e-2"))
     trainer = Trainer(cfg, run_dir)
