@@ -43,7 +43,9 @@ def run_episodes(make_env: Callable[[], Any], backend: Backend, *, episodes: int
 
     for slot in range(batch_size):
         refill(slot)
-    forget = getattr(backend, "forget", None)
+    # A backend that keeps KV caches between turns (hf) keys them by run and episode.
+    forget = getattr(backend, "forget", None) or (lambda keys: None)
+    run = id(results)
     try:
         while any(s is not None for s in slots):
             active = [i for i, s in enumerate(slots) if s is not None]
@@ -51,7 +53,7 @@ def run_episodes(make_env: Callable[[], Any], backend: Backend, *, episodes: int
             # forward the env's own attributes.
             requests = [Request(messages=slots[i][2]["messages"],
                                 stop=tuple(slots[i][0].unwrapped.stop),
-                                env=slots[i][0].unwrapped, key=(id(results), slots[i][1]))
+                                env=slots[i][0].unwrapped, key=(run, slots[i][1]))
                         for i in active]
             completions = backend.generate(requests)
             if len(completions) != len(requests):
@@ -65,8 +67,7 @@ def run_episodes(make_env: Callable[[], Any], backend: Backend, *, episodes: int
                 turn.token_ids, turn.logprobs = completion.token_ids, completion.logprobs
                 turn.facts.setdefault("completion_tokens", completion.completion_tokens)
                 if terminated or truncated:
-                    if forget is not None:  # the backend's KV cache of this episode
-                        forget([(id(results), index)])
+                    forget([(run, index)])
                     metrics_fn = getattr(env.unwrapped, "metrics", None)
                     metrics = metrics_fn(episode) if metrics_fn else {}
                     results[index] = (episode, metrics)
@@ -76,8 +77,7 @@ def run_episodes(make_env: Callable[[], Any], backend: Backend, *, episodes: int
                 else:
                     slots[i] = (env, index, info)
     finally:  # a failed run leaves no KV caches behind in the backend
-        if forget is not None:
-            forget([(id(results), slot[1]) for slot in slots if slot is not None])
+        forget([(run, slot[1]) for slot in slots if slot is not None])
     return [r for r in results if r is not None]
 
 

@@ -247,10 +247,10 @@ class HFBackend(Backend):
             prompts: token ids per row.
             stops: stop strings per row.
             keys: one hashable per row, naming the conversation it continues. Each row's KV
-                cache is then kept after the call, and when every row of a later call
-                continues a kept one (its prompt extends what was kept), only the new tokens
-                are encoded. :meth:`forget` drops kept rows; drop them before the weights
-                change.
+                cache is then kept after the call; in a later call a row whose prompt extends
+                what was kept encodes only its new tokens (when that encodes fewer positions
+                than starting afresh; rows with nothing kept are encoded whole beside them).
+                :meth:`forget` drops kept rows; drop them before the weights change.
         """
         import torch
 
@@ -278,10 +278,11 @@ class HFBackend(Backend):
         with torch.random.fork_rng(devices=devices), torch.inference_mode():
             torch.manual_seed(batch_seed)
             cache, input_ids, attention = None, None, None
-            if self._continuing_is_cheaper(prompts, reuse):  # encode only each row's new tokens
+            shared = self._shared_head(prompts)
+            if self._continuing_is_cheaper(prompts, reuse, shared):  # new tokens only
                 cache, input_ids, attention = self._continued(keys, prompts, reuse)
             if cache is None:
-                cache, input_ids, attention = self._fresh(prompts)
+                cache, input_ids, attention = self._fresh(prompts, shared)
             generated, logprobs = decode(
                 model, input_ids, attention, cache, max_new_tokens=self.max_new_tokens,
                 temperature=self.temperature, top_p=self.top_p, eos_ids=self._eos_ids,
@@ -293,31 +294,32 @@ class HFBackend(Backend):
         """Drop the KV caches kept for ``keys`` (all of them when ``None``)."""
         self._rows.forget(keys)
 
-    def _continuing_is_cheaper(self, prompts: list[list[int]], reuse: list[int]) -> bool:
+    def _shared_head(self, prompts: list[list[int]]) -> int:
+        """How many leading tokens every prompt shares, if at least ``min_shared_prefix``
+        (else 0): the system prompt, or a group's whole prompt, encoded once for all rows."""
+        shared = _common_prefix_len(prompts) if len(prompts) > 1 else 0
+        return shared if shared >= self.min_shared_prefix else 0
+
+    def _continuing_is_cheaper(self, prompts: list[list[int]], reuse: list[int],
+                               shared: int) -> bool:
         """Whether encoding each row's tokens after its kept cache (rows without one: all of
         their prompt), padded to the longest, costs fewer token positions than encoding the
-        prompts afresh (their shared head once, then each row's rest)."""
+        prompts afresh (their ``shared`` head once, then each row's rest)."""
         if not any(reuse):
             return False
         continued = len(prompts) * max(len(p) - n for p, n in zip(prompts, reuse, strict=True))
-        shared = _common_prefix_len(prompts) if len(prompts) > 1 else 0
-        if shared < self.min_shared_prefix:
-            shared = 0
         return continued < shared + len(prompts) * (max(map(len, prompts)) - shared)
 
-    def _fresh(self, prompts: list[list[int]]) -> tuple[Any, Any, Any]:
-        """The batch with nothing cached but the rows' shared head, if they have one."""
+    def _fresh(self, prompts: list[list[int]], shared: int) -> tuple[Any, Any, Any]:
+        """The batch with nothing cached but the rows' ``shared`` head, if they have one."""
         import torch
 
         from gymrl.backends.kvcache import growing_cache
 
         model, pad = self.model, self.tokenizer.pad_token_id
-        # Prompts often share a long head (the system prompt, or a group's whole prompt): encode
-        # it once and give every row a copy of its KV cache. Each row's own rest follows it,
-        # padded in the middle (masked), so positions stay those of an unpadded prompt.
-        shared = _common_prefix_len(prompts) if len(prompts) > 1 else 0
-        if shared < self.min_shared_prefix:
-            shared = 0
+        # The shared head is encoded once and every row gets a copy of its KV cache. Each row's
+        # own rest follows it, padded in the middle (masked), so positions stay those of an
+        # unpadded prompt.
         width = max(len(p) for p in prompts) - shared
         input_ids = torch.tensor(
             [list(p[:shared]) + [pad] * (width - len(p) + shared) + list(p[shared:])

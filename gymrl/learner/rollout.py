@@ -60,20 +60,19 @@ def run_rollouts(backend: Any, rollouts: list[Rollout], *,
     for r in rollouts:
         r.seq.extend(prompt_ids(tok, r.messages), trainable=False)
     active = [r for r in rollouts if not r.done]
+    # A backend that keeps KV caches between turns (hf) drops a rollout's when it ends.
+    forget = getattr(backend, "forget", None) or (lambda keys: None)
     try:
-        _play(backend, active, eos_ids, on_done)
+        _play(backend, active, eos_ids, on_done, forget)
     finally:
-        # The kept KV caches belong to these weights: the next update changes them.
-        forget = getattr(backend, "forget", None)
-        if forget is not None:
-            forget([id(r) for r in rollouts])
+        forget([id(r) for r in rollouts])  # they belong to these weights; an update follows
     return rollouts
 
 
 def _play(backend: Any, active: list[Rollout], eos_ids: set[int],
-          on_done: Callable[[Rollout], None] | None) -> None:
+          on_done: Callable[[Rollout], None] | None,
+          forget: Callable[[list[int]], None]) -> None:
     tok = backend.tokenizer
-    forget = getattr(backend, "forget", None)
     while active:
         completions = []
         for start in range(0, len(active), backend.batch_size):
@@ -93,8 +92,7 @@ def _play(backend: Any, active: list[Rollout], eos_ids: set[int],
             turn.token_ids, turn.logprobs = list(ids), list(c.logprobs or [])
             if terminated or truncated:
                 r.done, r.episode = True, episode
-                if forget is not None:
-                    forget([id(r)])
+                forget([id(r)])
                 if on_done is not None:
                     on_done(r)
             else:

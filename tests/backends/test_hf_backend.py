@@ -324,7 +324,8 @@ def test_later_turns_reuse_each_rows_kv_cache_with_the_same_result(model_dir: Pa
     # the new row is encoded whole beside the other's new tokens.
     third = [later[0] + kept[0].token_ids + tok("[SEP] user : two [SEP] assistant :")["input_ids"],
              tok("user : two [SEP] assistant :")["input_ids"]]
-    assert backend._continuing_is_cheaper(third, [backend._rows.reusable("a", third[0]), 0])
+    assert backend._continuing_is_cheaper(third, [backend._rows.reusable("a", third[0]), 0],
+                                          backend._shared_head(third))
     mixed = backend.generate_ids(third, [()] * 2, keys=["a", "z"])
     fresh = HFBackend(str(model_dir), temperature=0, max_new_tokens=6,
                       min_shared_prefix=10**9).generate_ids(third, [()] * 2)
