@@ -5,7 +5,10 @@
 reads its ``HANDLERS = {name: fn(payload: dict) -> dict}``. Each :meth:`Sandbox.run` runs in a
 fresh child of that worker, so no call can poison the next one; the worker keeps a few children
 forked and confined ahead of the calls (refilled between calls, never in front of a waiting
-call), so neither is on a call's path. What confines a call:
+call), so neither is on a call's path. A module whose handlers read their payload only as data
+(never run it) may set ``REUSE = n``: a child then answers up to ``n`` calls in a row, and is
+retired after any error or once worn (:mod:`gymrl.sandbox_worker` says when, and why this is
+safe only for such handlers; the calculator does it). What confines a call:
 
 - **rlimits** in the child: CPU time, address space (``memory_mb``), file size, open files,
   no core dumps;
@@ -82,7 +85,7 @@ class _WorkerFailure(Exception):
 
 
 class Sandbox:
-    """A warm worker that runs named handlers on untrusted payloads, one confined child per call.
+    """A warm worker that runs named handlers on untrusted payloads in confined children.
 
     Args:
         handler_module: importable module path defining ``HANDLERS = {name: fn}``, each

@@ -12,7 +12,7 @@ runs once, unconfined, before serving (to load what the handlers import lazily);
 ``PREFAULT``, in the same form: trusted calls each child runs, confined, while it waits for its
 request, so that the pages a typical call writes are copied (copy-on-write) before the call
 instead of during it (keep them to milliseconds: their CPU time counts against the call's time
-limit, as the child's setup does).
+limit, as the child's setup does); and ``REUSE = n`` (default 1), described below.
 
 Protocol: JSON lines. The worker first writes ``{"ready": true, ...}`` (or ``{"fatal": msg}`` and
 exits); then for each request line ``{"name": str, "payload": dict}`` it writes one reply line
@@ -41,13 +41,29 @@ no earlier call's data. Before it reads its request, a child:
 5. runs the ``PREFAULT`` calls (trusted input; results dropped) if its request has not come
    within :data:`PREFAULT_AFTER_S`.
 
-A call arrives: the worker checks it, writes it to the oldest live spare (or to a freshly
-forked child when none is left) and waits for the child with a wall-clock deadline (the time
-limit, counted from then, less the CPU time the child spent on its setup and prefault, which
-``RLIMIT_CPU`` counts too) and ``kill -9``s it when it passes; it reads at most
+A call arrives: the worker checks it, writes it to the child kept from the last call (``REUSE``,
+below), else to the oldest live spare (or to a freshly forked child when none is left), and
+waits for the child with a wall-clock deadline (the time limit, counted from then, less the
+CPU time a new child spent on its setup and prefault, which ``RLIMIT_CPU`` counts too) and
+``kill -9``s it when it passes; it reads at most
 :data:`MAX_REPLY_BYTES` of result. A child spends no CPU time while it waits, so a spare that
 waited long still has its whole time limit. A spare that died while it waited is reaped and
 replaced.
+
+``REUSE = n`` (n > 1) lets one confined child answer up to ``n`` calls in a row: for handlers
+that only *read* their payload as data, never run it as code, so that one call cannot change
+what the next computes (the calculator parses with its own grammar and builds sympy objects;
+sympy's caches give the same answers). This departs, on purpose and only for such modules, from
+"a fresh child per call": a child costs ~10 ms of CPU (fork, prefault, exit), more than the
+calculator's whole call, and a lockstep batch of episodes sends a turn's calls back to back,
+more of them than any number of spares that is cheap to keep. What still holds: every call runs
+confined (same seccomp filter, rlimits, no fds but its pipes); each call gets its whole time
+limit (a wall-clock deadline per call; ``RLIMIT_CPU`` is the time limit plus
+:data:`REUSE_CPU_S`, the most CPU time a child may have used when it takes another call); and a
+child is retired (killed) after any call that ended in an error (a limit, an exception, a bad
+result), after ``n`` calls, once it has used :data:`REUSE_CPU_S` of CPU, or once its address
+space has grown :data:`REUSE_GROWTH_MB` past the worker's, so that a call never inherits a
+child near its limits. Results are then newline-terminated JSON on a pipe the child keeps open.
 """
 
 from __future__ import annotations
@@ -99,6 +115,12 @@ SPARES = 5
 #: ~0.5 ms, more when it is descheduled); a model writing its next turn takes longer, and its
 #: call still finds a spare.
 BURST_GAP_S = 0.005
+#: A child reused across calls (``REUSE``) takes no more calls once it has used this much CPU
+#: time; its ``RLIMIT_CPU`` is the time limit plus this, so every call keeps its whole limit.
+REUSE_CPU_S = 0.5
+#: ... nor once its address space has grown this far past the worker's (caches, garbage): a
+#: call should not fail for the memory that earlier calls left behind.
+REUSE_GROWTH_MB = 32
 
 _PR_SET_PDEATHSIG = 1
 _CLONE_THREAD = 0x00010000
@@ -254,12 +276,13 @@ def _detach(keep: tuple[int, ...], worker_pid: int) -> None:
         os._exit(1)
 
 
-def _confine(time_limit_s: float, memory_mb: int) -> None:
+def _confine(time_limit_s: float, memory_mb: int, reuse: int = 1) -> None:
     """Set the rlimits and load the seccomp filter (see module doc)."""
     # RLIMIT_CPU counts CPU time from the fork: the child's setup and prefault (a few ms; none
     # while it waits for its request) count against it, and the worker's deadline subtracts
-    # them too (_Children._deadline), so both limits start from the same point.
-    cpu = max(1, math.ceil(time_limit_s))
+    # them too (_Children._deadline), so both limits start from the same point. A reused child
+    # takes a call only while it has used at most REUSE_CPU_S, and that call's own limit.
+    cpu = max(1, math.ceil(time_limit_s + (REUSE_CPU_S if reuse > 1 else 0.0)))
     memory = memory_mb * 1024 * 1024
     for limit, value in ((resource.RLIMIT_CPU, (cpu, cpu + 1)),
                          (resource.RLIMIT_AS, (memory, memory)),
@@ -276,31 +299,45 @@ def _error(message: str) -> dict[str, str]:
 
 def _child(handlers: dict[str, Callable[[dict], Any]], prefault: Sequence[tuple[str, dict]],
            request_fd: int, result_fd: int, worker_pid: int, time_limit_s: float,
-           memory_mb: int) -> NoReturn:
-    """A forked child: confine itself, wait for its one request, answer it, exit."""
+           memory_mb: int, reuse: int = 1) -> NoReturn:
+    """A forked child: confine itself, wait for its request, answer it; a reusable one
+    (``reuse`` > 1) then waits for the next, until the worker kills it. Exits."""
     status = 1
     try:
+        requests = _Requests(request_fd)
         try:
             _detach((request_fd, result_fd), worker_pid)
-            _confine(time_limit_s, memory_mb)
+            _confine(time_limit_s, memory_mb, reuse)
             # Calls back to back would only wait for the prefault (their faults cost no more
             # during the call); a call that comes later finds this child prefaulted.
-            if prefault and not select.select([request_fd], [], [], PREFAULT_AFTER_S)[0]:
+            if prefault and not requests.waiting(PREFAULT_AFTER_S):
                 _prefault(handlers, prefault)
         except BaseException as e:  # fail closed: never read a request unconfined
-            data = json.dumps(_error(f"sandbox setup failed: {type(e).__name__}: {e}"))
+            _write_result(result_fd, json.dumps(
+                _error(f"sandbox setup failed: {type(e).__name__}: {e}")))
         else:
-            data = _answer(handlers, request_fd, memory_mb)
-        raw = data.encode("utf-8", "replace")
-        if len(raw) > MAX_REPLY_BYTES:
-            raw = json.dumps(_error(_too_large(len(raw)))).encode()
-        view = memoryview(raw)
-        while view:
-            view = view[os.write(result_fd, view):]
+            for _ in range(reuse):
+                # To the newline that ends every request, not to end of file: a spare forked
+                # after this child holds a copy of the worker's end of this pipe until it
+                # closes its inherited fds.
+                line = requests.readline(MAX_REQUEST_BYTES + 1)
+                if not line.endswith(b"\n"):
+                    break
+                _write_result(result_fd, _answer(handlers, line, memory_mb))
         os.close(result_fd)  # EOF for the worker now, not after this process is torn down
         status = 0
     finally:
         os._exit(status)  # never run the worker's atexit handlers or flush its buffers
+
+
+def _write_result(fd: int, data: str) -> None:
+    """One result line (JSON has no raw newline), or an error if it is too large."""
+    raw = data.encode("utf-8", "replace")
+    if len(raw) >= MAX_REPLY_BYTES:
+        raw = json.dumps(_error(_too_large(len(raw)))).encode()
+    view = memoryview(raw + b"\n")
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _prefault(handlers: dict[str, Callable[[dict], Any]],
@@ -312,16 +349,10 @@ def _prefault(handlers: dict[str, Callable[[dict], Any]],
             handlers[name](payload)
 
 
-def _answer(handlers: dict[str, Callable[[dict], Any]], request_fd: int, memory_mb: int) -> str:
-    """Read the request line, run its handler: the result JSON."""
+def _answer(handlers: dict[str, Callable[[dict], Any]], line: bytes, memory_mb: int) -> str:
+    """Run the request line's handler: the result JSON."""
     try:
-        # To the newline that ends every request, not to end of file: a spare forked after this
-        # child holds a copy of the worker's end of this pipe until it closes its inherited fds.
-        chunks = [b""]
-        while not chunks[-1].endswith(b"\n") and (chunk := os.read(request_fd, 1 << 16)):
-            chunks.append(chunk)
-        os.close(request_fd)
-        request = json.loads(b"".join(chunks))  # the worker checked name and payload
+        request = json.loads(line)  # the worker checked name and payload
         result = handlers[request["name"]](request["payload"])
         if not isinstance(result, dict):
             result = _error(f"handler returned {type(result).__name__}, not a dict")
@@ -360,6 +391,11 @@ class _Child:
     pidfd: int | None  # None before Linux 5.3: poll instead
     request: memoryview | None = None  # what is left to write of its request
     deadline: float = math.inf  # time.monotonic() by which its call must be done
+    calls_left: int = 1  # calls it may still take (REUSE); its pipe closes after the last
+
+    def vm_mb(self) -> float:
+        """Its address space in MB (0 where it cannot be read)."""
+        return _vm_size_mb(f"/proc/{self.pid}/status")
 
     def cpu_s(self) -> float:
         """CPU time the child has used so far (0 where it cannot be read)."""
@@ -373,7 +409,7 @@ class _Child:
 
     def send(self) -> None:
         """Write what the request pipe takes of :attr:`request`; close it when all is sent."""
-        if self.request_fd is None:
+        if self.request_fd is None or self.request is None:
             return
         try:
             self.request = self.request[os.write(self.request_fd, self.request):]
@@ -383,8 +419,9 @@ class _Child:
             self.request = None
         if not self.request:
             self.request = None
-            os.close(self.request_fd)
-            self.request_fd = None
+            if not self.calls_left:
+                os.close(self.request_fd)
+                self.request_fd = None
 
     def close_fds(self) -> None:
         for fd in (self.request_fd, self.result_fd, self.pidfd):
@@ -397,21 +434,25 @@ class _Child:
 
 class _Children:
     """The worker's children: the spares, forked ahead of the calls and confined, each waiting
-    for its request; and the children that answered and are exiting, reaped later.
+    for its request; the child kept from the last call (``REUSE``); and the children that
+    answered and are exiting, reaped later.
 
     Forking a process with sympy loaded takes milliseconds (copying page tables, then the
     child's copy-on-write faults), as does confining the child; spares do all of that between
-    calls. Each child still serves exactly one call.
+    calls. Each child serves one call, or up to ``reuse`` in a row (module doc).
     """
 
     def __init__(self, handlers: dict[str, Callable[[dict], Any]],
                  prefault: Sequence[tuple[str, dict]], time_limit_s: float,
-                 memory_mb: int) -> None:
+                 memory_mb: int, reuse: int = 1, worker_vm_mb: float = 0.0) -> None:
         self.handlers = handlers
         self.prefault = list(prefault)
         self.time_limit_s = time_limit_s
         self.memory_mb = memory_mb
+        self.reuse = reuse
+        self.max_vm_mb = worker_vm_mb + REUSE_GROWTH_MB
         self.spares: collections.deque[_Child] = collections.deque()  # oldest first
+        self.kept: _Child | None = None  # answered a call and may take the next (REUSE)
         self.exiting: list[int] = []
 
     def ready(self) -> int:
@@ -437,14 +478,20 @@ class _Children:
         it when none is left, and write what its pipe takes at once: the child, for
         :meth:`finish`, or ``{"error": ...}``."""
         self._reap_exiting()
-        if self.ready():
-            child = self.spares.popleft()  # the oldest: the likeliest to have prefaulted
+        child = self.kept
+        self.kept = None
+        if child is not None:  # its earlier calls' CPU time is not this call's (RLIMIT_CPU)
+            child.deadline = time.monotonic() + self.time_limit_s
         else:
-            try:
-                child = self._fork()
-            except OSError as e:  # out of processes or memory: this call fails, the worker stays
-                return _error(f"cannot start a sandboxed call: {e}")
-        child.deadline = self._deadline(child)
+            if self.ready():
+                child = self.spares.popleft()  # the oldest: the likeliest to have prefaulted
+            else:
+                try:
+                    child = self._fork()
+                except OSError as e:  # out of processes or memory: this call fails
+                    return _error(f"cannot start a sandboxed call: {e}")
+            child.deadline = self._deadline(child)
+        child.calls_left -= 1
         child.request = memoryview(line)
         os.set_blocking(child.request_fd, False)  # type: ignore[arg-type]
         child.send()
@@ -452,6 +499,9 @@ class _Children:
 
     def close(self) -> None:
         """Kill and reap every child (the worker is about to exit)."""
+        if self.kept is not None:
+            self._retire(self.kept)
+            self.kept = None
         children = self.exiting + [child.pid for child in self.spares]
         for child in self.spares:
             child.close_fds()
@@ -476,14 +526,30 @@ class _Children:
             raise
         if pid == 0:
             _child(self.handlers, self.prefault, request_read, result_write, worker_pid,
-                   self.time_limit_s, self.memory_mb)
+                   self.time_limit_s, self.memory_mb, self.reuse)
         os.close(request_read)
         os.close(result_write)
         try:
             pidfd: int | None = os.pidfd_open(pid)
         except (AttributeError, OSError):
             pidfd = None
-        return _Child(pid, request_write, result_read, pidfd)
+        return _Child(pid, request_write, result_read, pidfd, calls_left=self.reuse)
+
+    def _retire(self, child: _Child) -> None:
+        """Kill a child that answered (reaped later, off the caller's path)."""
+        child.close_fds()
+        with contextlib.suppress(OSError):
+            os.kill(child.pid, signal.SIGKILL)
+        self.exiting.append(child.pid)
+
+    def _keep_or_retire(self, child: _Child, result: dict) -> None:
+        """After a whole result: keep a reusable child for the next call, unless the call
+        failed or the child is worn (its calls, CPU time or memory; module doc)."""
+        if (child.calls_left > 0 and "error" not in result and child.cpu_s() <= REUSE_CPU_S
+                and child.vm_mb() <= self.max_vm_mb):
+            self.kept = child
+        else:
+            self._retire(child)
 
     def _reap_exiting(self) -> None:
         """Reap the children that have exited; kill any other (a child that answered and
@@ -525,7 +591,7 @@ class _Children:
                 child.send()
                 watch = ([] if eof else [child.result_fd]) + (
                     [child.pidfd] if child.pidfd is not None else [])
-                writing = [child.request_fd] if child.request_fd is not None else []
+                writing = [child.request_fd] if child.request is not None else []
                 wait = remaining if child.pidfd is not None else min(remaining, 0.002)
                 ready = select.select(watch, writing, [], wait)[0]
                 if child.result_fd in ready:
@@ -537,19 +603,21 @@ class _Children:
                         failure = _too_large(f"more than {MAX_REPLY_BYTES}")
                         break
                     chunks.append(data)
-                    if eof and status is None and (early := _whole_result(chunks)) is not None:
-                        break  # the child is exiting; _reap_exiting() reaps it later
+                    if (data.endswith(b"\n") and status is None
+                            and (early := _whole_result(chunks)) is not None):
+                        break  # a whole result line; the child is kept, or reaped later
                 if status is None and (child.pidfd is None or child.pidfd in ready):
                     reaped, wait_status = os.waitpid(child.pid, os.WNOHANG)
                     if reaped:
                         status = wait_status
         finally:
-            child.close_fds()
             if early is not None:
-                self.exiting.append(child.pid)
-            elif status is None:
-                os.kill(child.pid, signal.SIGKILL)
-                status = os.waitpid(child.pid, 0)[1]
+                self._keep_or_retire(child, early)
+            else:
+                child.close_fds()
+                if status is None:
+                    os.kill(child.pid, signal.SIGKILL)
+                    status = os.waitpid(child.pid, 0)[1]
         if early is not None:
             return early
         if failure is not None:
@@ -671,9 +739,9 @@ def _read_request(requests: _Requests, handlers: dict[str, Callable[[dict], Any]
     return line
 
 
-def _vm_size_mb() -> float:
+def _vm_size_mb(status: str = "/proc/self/status") -> float:
     try:
-        with open("/proc/self/status") as f:
+        with open(status) as f:
             for line in f:
                 if line.startswith("VmSize:"):
                     return int(line.split()[1]) / 1024
@@ -713,6 +781,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, payload in getattr(module, "WARMUP", ()):
             handlers[name](payload)
         prefault = list(getattr(module, "PREFAULT", ()))
+        reuse = getattr(module, "REUSE", 1)
+        if not isinstance(reuse, int) or isinstance(reuse, bool) or reuse < 1:
+            raise TypeError(f"{args.handler_module}.REUSE must be an int >= 1, got {reuse!r}")
     except Exception as e:  # the parent shows this as the reason the sandbox cannot start
         reply({"fatal": f"{type(e).__name__}: {e}"[:MAX_ERROR_CHARS]})
         return 1
@@ -724,7 +795,7 @@ def main(argv: list[str] | None = None) -> int:
         reply({"fatal": f"memory_mb={args.memory_mb} is below the worker's own address space "
                         f"({vm_mb:.0f} MB after importing {args.handler_module})"})
         return 1
-    children = _Children(handlers, prefault, args.time_limit, args.memory_mb)
+    children = _Children(handlers, prefault, args.time_limit, args.memory_mb, reuse, vm_mb)
     try:
         while children.ready() < SPARES and children.fork_spare():
             pass  # the first calls' children, forked before this worker says it is ready

@@ -103,7 +103,21 @@ def exit_early(payload: dict) -> dict:
 
 def count_calls(payload: dict) -> dict:
     STATE["calls"] += 1  # a fresh child per call: always 1
-    return {"calls": STATE["calls"]}
+    return {"calls": STATE["calls"], "pid": os.getpid()}
+
+
+def spin(payload: dict) -> dict:
+    """Burn ``seconds`` of CPU time, then say how much this process has used in all."""
+    stop = time.process_time() + payload["seconds"]
+    while time.process_time() < stop:
+        pass
+    return {"pid": os.getpid(), "cpu_s": time.process_time()}
+
+
+def hoard(payload: dict) -> dict:
+    """Keep ``mb`` MB alive after the call (a handler that leaks)."""
+    STATE.setdefault("hoard", []).append(bytearray(payload["mb"] << 20))
+    return {"pid": os.getpid()}
 
 
 def limits(payload: dict) -> dict:

@@ -364,3 +364,79 @@ def test_close_leaves_no_processes(use_bwrap):
         assert set(states.values()) == {None}, states
     else:  # bwrap's pid-1 process exits after the worker, and is left for init to reap
         assert _eventually(lambda: {_state(pid) for pid in processes} <= {None, "Z"}), states
+
+
+# -- REUSE: one confined child answers several calls in a row (data-only handlers) -----------
+
+REUSE_HANDLERS = "sandbox_reuse_handlers"  # tests/sandbox_reuse_handlers.py: REUSE = 4
+
+
+@pytest.fixture(params=[False, None], ids=["plain", "auto"])
+def reusing(request):
+    box = Sandbox(REUSE_HANDLERS, time_limit_s=TIME_LIMIT_S, memory_mb=256,
+                  use_bwrap=request.param, python_path=[Path(__file__).parent])  # its import
+    yield box
+    box.close()
+
+
+def test_reuse_serves_up_to_reuse_calls_per_child(reusing):
+    calls = [reusing.run("count_calls", {}) for _ in range(9)]
+    assert [c["calls"] for c in calls] == [1, 2, 3, 4, 1, 2, 3, 4, 1]
+    pids = [c["pid"] for c in calls]
+    assert len({*pids[:4]}) == len({*pids[4:8]}) == 1 and len(set(pids)) == 3
+
+
+def test_reuse_retires_a_child_after_any_error(reusing):
+    first = reusing.run("pid", {})["pid"]
+    assert reusing.run("pid", {})["pid"] == first
+    assert "ValueError" in reusing.run("fail", {})["error"]  # in that child, which then goes
+    after = reusing.run("pid", {})["pid"]
+    assert after != first
+    assert "error" in reusing.run("not_a_dict", {})
+    assert reusing.run("pid", {})["pid"] != after
+
+
+@pytest.mark.parametrize("handler", ["open_socket", "fork", "write_file", "raise_limit",
+                                     "kill_worker"])
+def test_reuse_a_kept_child_is_still_confined(reusing, handler, tmp_path):
+    kept = reusing.run("pid", {})["pid"]
+    result = reusing.run(handler, {"path": str(tmp_path / "x")})
+    assert "error" in result, result
+    assert not (tmp_path / "x").exists()
+    assert reusing.run("pid", {})["pid"] not in (kept, None)  # retired after the error
+    limits = reusing.run("limits", {})
+    assert limits["RLIMIT_CPU"] == [2, 3]  # ceil(limit + REUSE_CPU_S), then SIGKILL a second on
+    assert limits["RLIMIT_AS"] == [256 << 20] * 2
+
+
+def test_reuse_each_call_keeps_its_whole_time_limit(reusing):
+    first = reusing.run("spin", {"seconds": 0.4})
+    # 0.4 s used before it, 0.65 s of its own: past the time limit in all, within it per call
+    # (with room for the wall clock: the deadline is wall-clock time).
+    second = reusing.run("spin", {"seconds": 0.65 * TIME_LIMIT_S})
+    assert "error" not in second and second["pid"] == first["pid"]
+    assert second["cpu_s"] > TIME_LIMIT_S
+    # That child has used more than REUSE_CPU_S: the next call gets another.
+    assert reusing.run("pid", {})["pid"] != first["pid"]
+    # A runaway call in a kept child is still stopped at the limit, and the next call works.
+    reusing.run("pid", {})
+    result, elapsed = timed(reusing, "loop_forever")
+    assert "timed out" in result["error"] and elapsed < TIME_LIMIT_S + 1.0
+    assert reusing.run("echo", {"a": 1}) == {"echo": {"a": 1}}
+
+
+def test_reuse_retires_a_child_whose_memory_grew(reusing):
+    first = reusing.run("hoard", {"mb": 8})["pid"]
+    assert reusing.run("pid", {})["pid"] == first  # 8 MB more: under REUSE_GROWTH_MB
+    assert reusing.run("hoard", {"mb": 40})["pid"] == first
+    assert reusing.run("pid", {})["pid"] != first  # 48 MB more: retired
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "True", "'4'"])
+def test_reuse_must_be_a_positive_int(tmp_path, monkeypatch, value):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "bad_reuse.py").write_text(
+        f"HANDLERS = {{'f': lambda payload: {{}}}}\nREUSE = {value}\n")
+    with Sandbox("bad_reuse", python_path=[tmp_path], use_bwrap=False) as box:
+        error = box.run("f", {})["error"]
+    assert "REUSE must be an int >= 1" in error and value in error

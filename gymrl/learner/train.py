@@ -336,12 +336,16 @@ class Trainer:
                                 learner["scale_rewards"]))]
         n_tokens = sum(s.policy_tokens for s in seqs)
         max_tokens = max(s.policy_tokens for s in seqs)
+        # Only sequences with a non-zero advantage somewhere (or a KL term) pass through the
+        # model: the others' loss and gradient are 0. The loss is still normalised over the
+        # whole batch (n_sequences, n_tokens), so the update is the same.
+        rows = training_rows(advantages, per_turn, bool(learner["beta"]))
         # Old log-probs: with one pass the current policy is the old one (ratio 1, detached).
         micro = learner["micro_batch"]
         # Micro-batches of similar lengths: a chunk is padded to its longest sequence, and a
         # 5-turn episode is nearly twice as long as a 2-turn one.
-        by_length = sorted(range(len(seqs)), key=lambda i: len(seqs[i].ids))
-        chunks = [by_length[i:i + micro] for i in range(0, len(seqs), micro)]
+        by_length = sorted(rows, key=lambda i: len(seqs[i].ids))
+        chunks = [by_length[i:i + micro] for i in range(0, len(by_length), micro)]
         old: dict[int, Any] = {}
         ref: dict[int, Any] = {}
         temperature = self.cfg["rollout"]["temperature"] or 1.0
@@ -358,8 +362,7 @@ class Trainer:
         # weights by about the learning rate (its momentum; and it normalises a zero or tiny
         # gradient to a full-size step): measured on the router, steps whose gradient norm was
         # ~2e-4 drove the policy off its own tag grammar.
-        signal = bool(learner["beta"]) or bool((advantages != 0).any()) or (
-            per_turn is not None and any(a != 0 for advs in per_turn for a in advs))
+        signal = bool(rows)
         grad_norm = math.nan
         train_start = time.perf_counter()
         self.model.train()
@@ -410,7 +413,8 @@ class Trainer:
             "groups/flat": flat,
             "groups/flat_fraction": flat / groups,
             "tokens/policy": n_tokens,
-            "tokens/total": sum(len(s.ids) for s in seqs),  # what the update runs through
+            "tokens/total": sum(len(s.ids) for s in seqs),
+            "tokens/trained": sum(len(seqs[i].ids) for i in rows),  # what the update runs through
             "tokens/s": n_tokens / max(rollout_s + train_s, 1e-9),
             "time/rollout_s": rollout_s,
             "time/train_s": train_s,
@@ -488,6 +492,16 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
                 trainer.save()
     summary = finish(trainer)
     return summary
+
+
+def training_rows(advantages: Any, per_turn: list[list[float]] | None, kl: bool) -> list[int]:
+    """The rollouts an update must run through: all of them with a KL term; otherwise those
+    with a non-zero advantage (per turn, when turns have their own)."""
+    if kl:
+        return list(range(len(advantages)))
+    if per_turn is not None:
+        return [i for i, advs in enumerate(per_turn) if any(a != 0 for a in advs)]
+    return [i for i, a in enumerate(advantages.tolist()) if a != 0]
 
 
 def finish(trainer: Trainer) -> dict[str, Any]:

@@ -82,6 +82,50 @@ def test_a_step_without_signal_leaves_the_weights_alone(tiny_chat_model, tmp_pat
     assert all(torch.equal(p.detach(), before[n]) for n, p in flat.model.named_parameters())
 
 
+def test_rollouts_without_advantage_skip_the_update_and_change_nothing(tiny_chat_model,
+                                                                        tmp_path, monkeypatch):
+    """A flat group's rollouts (advantage 0) do not pass through the model in the update, and
+    the weights end as they would had they passed (their loss and gradient are 0)."""
+    from gymrl.learner import train as train_module
+
+    real = train_module.group_advantages
+
+    def first_group_flat(rewards, group_ids, scale):
+        advantages, flat = real(rewards, group_ids, scale)
+        return advantages.masked_fill(group_ids == 0, 0.0), flat + 1
+
+    monkeypatch.setattr(train_module, "group_advantages", first_group_flat)
+    rows_seen: list[int] = []
+    real_logprobs = train_module.token_logprobs
+
+    def counting(model, ids, *args, **kwargs):
+        if model.training:
+            rows_seen.append(ids.shape[0])
+        return real_logprobs(model, ids, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "token_logprobs", counting)
+    weights = {}
+    for name in ("skip", "all"):
+        if name == "all":
+            monkeypatch.setattr(train_module, "training_rows",
+                                lambda adv, *_: list(range(len(adv))))
+        cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path / name,
+                                            "learner.lora=false", "learner.lr=1e-2",
+                                            "learner.groups=3"))
+        trainer = Trainer(cfg, run_dir)
+        rows_seen.clear()
+        metrics = trainer.grpo_step()
+        assert metrics["update/skipped"] == 0
+        weights[name] = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+        if name == "skip":
+            assert sum(rows_seen) == 4  # 3 groups of 2: the first group's 2 rollouts left out
+            assert metrics["tokens/trained"] < metrics["tokens/total"]
+        else:
+            assert sum(rows_seen) == 6
+    for n, w in weights["skip"].items():
+        torch.testing.assert_close(w, weights["all"][n], rtol=1e-4, atol=1e-6)
+
+
 def test_lora_trains_only_the_adapter(tiny_chat_model, tmp_path):
     cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "learner.lr=1e-2"))
     trainer = Trainer(cfg, run_dir)
