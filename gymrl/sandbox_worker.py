@@ -480,6 +480,9 @@ class _Children:
         self._reap_exiting()
         child = self.kept
         self.kept = None
+        if child is not None and os.waitpid(child.pid, os.WNOHANG)[0] != 0:
+            child.close_fds()  # it died (was killed) while it waited: not this call's fault
+            child = None
         if child is not None:  # its earlier calls' CPU time is not this call's (RLIMIT_CPU)
             child.deadline = time.monotonic() + self.time_limit_s
         else:

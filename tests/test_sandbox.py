@@ -425,6 +425,15 @@ def test_reuse_each_call_keeps_its_whole_time_limit(reusing):
     assert reusing.run("echo", {"a": 1}) == {"echo": {"a": 1}}
 
 
+def test_reuse_a_kept_child_killed_while_it_waits_is_replaced():
+    with Sandbox(REUSE_HANDLERS, time_limit_s=TIME_LIMIT_S, use_bwrap=False) as box:
+        kept = box.run("pid", {})["pid"]
+        os.kill(kept, signal.SIGKILL)  # plain mode: its pid is ours to see
+        assert _eventually(lambda: _children(box.pid).get(kept) in ("Z", None))
+        assert box.run("echo", {"a": 1}) == {"echo": {"a": 1}}
+        assert box.run("pid", {})["pid"] != kept
+
+
 def test_reuse_retires_a_child_whose_memory_grew(reusing):
     first = reusing.run("hoard", {"mb": 8})["pid"]
     assert reusing.run("pid", {})["pid"] == first  # 8 MB more: under REUSE_GROWTH_MB
