@@ -13,7 +13,7 @@ class LearnerConfig:
     # (measured)": SFT, four GRPO steps of 16 rollouts, two held-out evaluations, and the time
     # that takes); real runs raise learner.steps.
     steps: int = _help("GRPO steps (one batch of rollouts and its updates each)", 4)
-    groups: int = _help("tasks per step", 2)
+    groups: int = _help("tasks per step", 4)
     group_size: int = _help("rollouts per task (G)", 8)
     lr: float = _help("AdamW learning rate", 2e-4)
     weight_decay: float = _help("AdamW weight decay", 0.0)

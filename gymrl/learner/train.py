@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -151,7 +152,10 @@ class Trainer:
             self.learner_backend.model = model
         self.model = model
         self.device = self.learner_backend.model.device
+        # The KL reference is the policy GRPO starts from, after SFT (set_reference): a frozen
+        # copy of the model (full fine-tuning) or of the LoRA adapter's weights.
         self.ref_model = None
+        self.ref_state: dict[str, Any] | None = None
         if learner["beta"] and not learner["lora"]:
             import copy
 
@@ -447,11 +451,52 @@ class Trainer:
                     out[row, col] = advs[min(turn, len(advs) - 1)]
         return out
 
+    def set_reference(self, *, fresh: bool) -> None:
+        """Fix the KL reference (``learner.beta`` > 0) at the policy GRPO starts from: the
+        model after SFT, not the base model (with LoRA, SFT trains the adapter too, so the
+        adapter-free model would be a policy that never learned the env's grammar). ``fresh``:
+        take the current weights and save them (``reference.pt``, atomically); else load them
+        (a resumed run)."""
+        if not self.cfg["learner"]["beta"]:
+            return
+        import torch
+
+        path = self.run_dir / "reference.pt"
+        if fresh:
+            state = checkpoint.trainable_state(self.model)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+        elif path.is_file():
+            state = torch.load(path, weights_only=True)
+        else:
+            raise ConfigError(f"{self.run_dir} has no reference.pt, the KL reference of a run "
+                              "with learner.beta > 0 (written by an older gymrl?): start a new "
+                              "run, or resume with the same learner.beta = 0")
+        if self.ref_model is not None:
+            self.ref_model.load_state_dict(state, strict=False)
+        else:
+            self.ref_state = state
+
     def reference_logprobs(self, ids: Any, attention: Any, mask: Any, temperature: float) -> Any:
+        import torch
+
         if self.ref_model is not None:
             return token_logprobs(self.ref_model, ids, attention, mask, temperature)[0]
-        with self.model.disable_adapter():  # LoRA: the base model is the reference
-            return token_logprobs(self.model, ids, attention, mask, temperature)[0]
+        if self.ref_state is None:  # no set_reference() yet: the adapter-free model
+            with self.model.disable_adapter():
+                return token_logprobs(self.model, ids, attention, mask, temperature)[0]
+        # LoRA: the reference adapter in place of the current one for this forward pass.
+        params = dict(self.model.named_parameters())
+        current = {n: params[n].detach().clone() for n in self.ref_state}
+        with torch.no_grad():
+            try:
+                for n, value in self.ref_state.items():
+                    params[n].copy_(value)
+                return token_logprobs(self.model, ids, attention, mask, temperature)[0]
+            finally:
+                for n, value in current.items():
+                    params[n].copy_(value)
 
 
 def _mean(values: list[float]) -> float:
@@ -475,6 +520,8 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
             trainer.log({"step": 0, **trainer.sft()})
         trainer.log({"step": 0, **trainer.evaluate()})
         trainer.save()
+    # At step 0 the weights are those after SFT (also when resumed from the step-0 checkpoint).
+    trainer.set_reference(fresh=not resumed or trainer.step == 0)
     progress = Progress(TextColumn("[bold]train[/] {task.description}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("reward {task.fields[reward]:.3f}"),
                         TimeElapsedColumn(), disable=not cfg.get("progress", True))

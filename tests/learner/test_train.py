@@ -144,6 +144,34 @@ def test_kl_to_reference_is_logged_and_zero_at_start(tiny_chat_model, tmp_path):
     assert metrics["kl"] == pytest.approx(0.0, abs=1e-6)  # LoRA starts as the identity
 
 
+@pytest.mark.parametrize("lora", ["true", "false"])
+def test_kl_reference_is_the_policy_after_sft(tiny_chat_model, tmp_path, lora):
+    """SFT moves the weights (with LoRA, the adapter): the KL reference is the model after SFT,
+    so the first GRPO step starts at KL 0; a resumed run loads the same reference."""
+    out = tmp_path / "run"
+    summary = train(tiny_cfg(tiny_chat_model, out, "learner.beta=0.1", "learner.steps=2",
+                             f"learner.lora={lora}", "sft.steps=3", "sft.demos=4",
+                             "sft.batch_size=2", "sft.lr=1e-2", "checkpoint_every=1"))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["sft/loss_last"] < rows[0]["sft/loss_first"]  # SFT moved the weights
+    first = next(r for r in rows if r.get("step") == 1)
+    assert first["kl"] == pytest.approx(0.0, abs=1e-6)
+    assert summary["steps"] == 2
+    saved = torch.load(out / "reference.pt", weights_only=True)
+    cfg = to_container(load_config(TrainConfig, [f"resume={out}", "progress=false"]))
+    cfg, run_dir = prepare_run(cfg)
+    resumed = Trainer(cfg, run_dir)
+    assert resumed.restore()
+    resumed.set_reference(fresh=False)
+    reference = (resumed.ref_state if lora == "true"
+                 else dict(resumed.ref_model.named_parameters()))
+    for name, value in saved.items():
+        assert torch.equal(reference[name].detach(), value)
+    (out / "reference.pt").unlink()
+    with pytest.raises(ConfigError, match="reference.pt"):
+        resumed.set_reference(fresh=False)
+
+
 class _PerTurnLength(Reward):
     """A dense test reward: each policy turn earns minus its length / 100."""
 
