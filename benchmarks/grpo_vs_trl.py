@@ -98,7 +98,10 @@ def run_gymrl(cfg: dict[str, Any], steps: int) -> dict[str, Any]:
         if step:
             rows.append({"wall_s": wall, "completion_tokens": metrics["tokens/policy"],
                          "rollout_s": metrics["time/rollout_s"],
-                         "train_s": metrics["time/train_s"]})
+                         "train_s": metrics["time/train_s"],
+                         # A flat group (every reward equal) trains on nothing: said, not hidden.
+                         "flat_groups": metrics["groups/flat"],
+                         "tokens_trained": metrics["tokens/trained"]})
     return {"steps": rows, "n_params": sum(p.numel() for p in trainer.model.parameters())}
 
 
