@@ -471,8 +471,9 @@ class Trainer:
             state = torch.load(path, weights_only=True)
         else:
             raise ConfigError(f"{self.run_dir} has no reference.pt, the KL reference of a run "
-                              "with learner.beta > 0 (written by an older gymrl?): start a new "
-                              "run, or resume with the same learner.beta = 0")
+                              "with learner.beta > 0 past step 0 (written by an older gymrl?); "
+                              "without it the KL term has nothing to compare with: start a new "
+                              "run")
         if self.ref_model is not None:
             self.ref_model.load_state_dict(state, strict=False)
         else:
