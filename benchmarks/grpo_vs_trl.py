@@ -3,8 +3,12 @@
 Both sides train SmolLM2-135M-Instruct (the embedded model; ``--model`` for another) with full
 fine-tuning, ``beta=0`` (no reference model), ``loss_type=grpo``, group scaling, temperature 1,
 no top-k/top-p, on the first-turn prompts of the ``router`` env (``env.max_turns=1``: one
-policy turn per episode), scored by the env's own ``cost+outcome`` reward (TRL gets it as a
-reward function that plays the completion in a gymrl env). One prompt per step, G completions,
+policy turn per episode), scored by ``brevity+cost+outcome`` (TRL gets it as a reward function
+that plays the completion in a gymrl env). ``brevity`` (the example plugin: shorter text scores
+higher) is there so that every group's rewards differ: the untrained model earns the same 0
+from ``cost+outcome`` on every completion, and gymrl skips the update of a group whose rewards
+are all equal (its gradient is 0) while TRL still runs it, which would compare rollouts alone
+with rollouts plus training. One prompt per step, G completions,
 at most ``--length`` new tokens each. The tasks are the ones gymrl's trainer draws, in the
 same order, so both sides see the same prompts.
 
@@ -44,7 +48,7 @@ from gymrl.results import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent
 ENV_OPTIONS = {"max_turns": 1}
-REWARD = "cost+outcome"
+REWARD = "brevity+cost+outcome"
 
 
 def matmul_ceiling(size: int = 2048, repeats: int = 10) -> float:
