@@ -20,6 +20,16 @@ def trainable_state(model: Any) -> dict[str, Any]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+def assign(model: Any, weights: dict[str, Any]) -> None:
+    """Copy ``weights`` (named like :func:`trainable_state`'s) into the model's parameters."""
+    import torch
+
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value)
+
+
 def rng_state(extra: random.Random | None = None) -> dict[str, Any]:
     import torch
 
@@ -74,13 +84,10 @@ def load(path: Path, *, model: Any, optimizer: Any, reward: Any) -> dict[str, An
     import torch
 
     weights = torch.load(path / "weights.pt", weights_only=True)
-    params = dict(model.named_parameters())
-    missing = sorted(set(weights) - set(params))
+    missing = sorted(set(weights) - {name for name, _ in model.named_parameters()})
     if missing:
         raise ValueError(f"checkpoint {path} has weights the model lacks: {missing[:3]}")
-    with torch.no_grad():
-        for name, value in weights.items():
-            params[name].copy_(value)
+    assign(model, weights)
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     reward.load_state_dict(json.loads((path / "reward_state.json").read_text()))
     state = json.loads((path / "trainer_state.json").read_text())

@@ -480,24 +480,18 @@ class Trainer:
             self.ref_state = state
 
     def reference_logprobs(self, ids: Any, attention: Any, mask: Any, temperature: float) -> Any:
-        import torch
-
         if self.ref_model is not None:
             return token_logprobs(self.ref_model, ids, attention, mask, temperature)[0]
         if self.ref_state is None:  # no set_reference() yet: the adapter-free model
             with self.model.disable_adapter():
                 return token_logprobs(self.model, ids, attention, mask, temperature)[0]
         # LoRA: the reference adapter in place of the current one for this forward pass.
-        params = dict(self.model.named_parameters())
-        current = {n: params[n].detach().clone() for n in self.ref_state}
-        with torch.no_grad():
-            try:
-                for n, value in self.ref_state.items():
-                    params[n].copy_(value)
-                return token_logprobs(self.model, ids, attention, mask, temperature)[0]
-            finally:
-                for n, value in current.items():
-                    params[n].copy_(value)
+        current = checkpoint.trainable_state(self.model)
+        checkpoint.assign(self.model, self.ref_state)
+        try:
+            return token_logprobs(self.model, ids, attention, mask, temperature)[0]
+        finally:
+            checkpoint.assign(self.model, current)
 
 
 def _mean(values: list[float]) -> float:
