@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from gymrl.backends.base import Backend, Request
+from gymrl.backends.base import Backend, Request, forgetter
 from gymrl.episode import Episode
 from gymrl.errors import BackendError, ConfigError
 
@@ -44,7 +44,7 @@ def run_episodes(make_env: Callable[[], Any], backend: Backend, *, episodes: int
     for slot in range(batch_size):
         refill(slot)
     # A backend that keeps KV caches between turns (hf) keys them by run and episode.
-    forget = getattr(backend, "forget", None) or (lambda keys: None)
+    forget = forgetter(backend)
     run = id(results)
     try:
         while any(s is not None for s in slots):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,12 @@ class Backend:
 
     def close(self) -> None:
         """Release resources (HTTP clients, models)."""
+
+
+def forgetter(backend: Any) -> Callable[[list[Hashable]], None]:
+    """``backend.forget`` (drop the KV caches kept under these request keys), or a no-op for a
+    backend that keeps none. Duck-typed backends (plugins, test doubles) need not define it."""
+    return getattr(backend, "forget", None) or (lambda keys: None)
 
 
 def truncate_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> tuple[str, bool]:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gymrl.backends.base import forgetter
 from gymrl.episode import Episode
 from gymrl.learner.sequences import Sequence, encode, env_suffix, prompt_ids
 
@@ -61,7 +62,7 @@ def run_rollouts(backend: Any, rollouts: list[Rollout], *,
         r.seq.extend(prompt_ids(tok, r.messages), trainable=False)
     active = [r for r in rollouts if not r.done]
     # A backend that keeps KV caches between turns (hf) drops a rollout's when it ends.
-    forget = getattr(backend, "forget", None) or (lambda keys: None)
+    forget = forgetter(backend)
     try:
         _play(backend, active, eos_ids, on_done, forget)
     finally:

@@ -64,8 +64,7 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
         saved_path = run_dir / "config.yaml"
         if not saved_path.is_file():
             raise ConfigError(f"resume={run_dir}: no config.yaml there (not a gymrl run folder)")
-        # Keys gymrl gained since the run was written take today's defaults.
-        saved = _with_defaults(OmegaConf.to_container(OmegaConf.load(saved_path)), cfg)
+        saved = _saved_config(saved_path, cfg)
         mine = {k: v for k, v in cfg.items() if k not in ("resume", "output_dir", "progress")}
         theirs = {k: v for k, v in saved.items() if k not in ("resume", "output_dir", "progress")}
         if mine != theirs and cfg.get("_explicit_overrides"):
@@ -83,6 +82,27 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
 
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(clean)))
     return clean, run_dir
+
+
+def _saved_config(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
+    """A run's ``config.yaml``, held to the train config's schema like a new run's: a key or
+    value that does not fit (hand-edited, say ``lr: fast``) is a clear error now, not a crash
+    mid-run. Keys gymrl gained since the run was written take today's values from ``cfg``."""
+    import yaml
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from gymrl.learner.config import TrainConfig
+
+    try:
+        saved = _with_defaults(OmegaConf.to_container(OmegaConf.load(path)), cfg)
+        checked = OmegaConf.merge(OmegaConf.structured(TrainConfig), saved)
+    except (OmegaConfBaseException, yaml.YAMLError, AttributeError) as exc:
+        where = f"{exc.full_key}: " if getattr(exc, "full_key", None) else ""
+        first = str(exc).split("\n")[0]
+        raise ConfigError(f"resume={path.parent}: its config.yaml does not fit the train "
+                          f"config: {where}{first}") from None
+    return OmegaConf.to_container(checked)
 
 
 def _with_defaults(saved: Any, defaults: Any) -> Any:

@@ -39,6 +39,25 @@ def test_router_learning_benchmark_on_a_tiny_model(tiny_chat_model, tmp_path):
     assert (tmp_path / "router_learning.png").is_file()
 
 
+def test_router_hop_probe_reads_a_runs_checkpoint(tiny_chat_model, tmp_path):
+    from gymrl.config import load_config, to_container
+    from gymrl.learner.config import TrainConfig
+    from gymrl.learner.train import train
+
+    run = tmp_path / "run"
+    train(to_container(load_config(TrainConfig, [
+        f"model={tiny_chat_model}", "env=router", "reward=cost+outcome", "learner.steps=0",
+        "sft.steps=0", "eval.episodes=6", f"output_dir={run}", "progress=false"])))
+    out = tmp_path / "probe.json"
+    report = _load("router_hop_probe").main([str(run), "--limit", "6", "--output", str(out)])
+    found = json.loads(out.read_text())["runs"][f"{run}@step-0"]
+    assert found == report["runs"][f"{run}@step-0"]
+    assert sum(row["questions"] for row in found.values()) == 6
+    for row in found.values():
+        assert 0 < sum(row["mean_p"].values()) <= 1.0001
+        assert sum(row["argmax"].values()) == row["questions"]
+
+
 def test_grpo_vs_trl_benchmark_on_a_tiny_model(tiny_chat_model, tmp_path):
     pytest.importorskip("trl", reason="trl is the benchmark's own dependency (extra 'bench')")
     bench = _load("grpo_vs_trl")

@@ -258,6 +258,34 @@ def test_resume_refuses_a_different_config(tiny_chat_model, tmp_path):
         prepare_run(cfg)
 
 
+@pytest.mark.parametrize("edit, message", [
+    ("lr: fast", "learner.lr"),                 # a value of the wrong type
+    ("speed: 3", "speed"),                      # a key the schema does not have
+])
+def test_resume_of_a_malformed_config_is_a_clear_error(tmp_path, edit, message):
+    prepare_run(tiny_cfg(Path("model"), tmp_path))  # writes config.yaml, trains nothing
+    path = tmp_path / "config.yaml"
+    text = path.read_text()
+    key = edit.split(":")[0]
+    lines = [line for line in text.splitlines() if not line.strip().startswith(f"{key}:")]
+    at = lines.index("learner:") + 1
+    path.write_text("\n".join(lines[:at] + [f"  {edit}"] + lines[at:]) + "\n")
+    cfg = tiny_cfg(Path("model"), tmp_path, f"resume={tmp_path}")
+    with pytest.raises(ConfigError, match=rf"resume=.*config.yaml does not fit.*{message}"):
+        prepare_run(cfg)
+
+
+def test_resume_reads_numbers_a_yaml_loader_leaves_as_strings(tmp_path):
+    """``lr: 5e-4`` is a string to YAML 1.1; the schema makes it the float it means."""
+    prepare_run(tiny_cfg(Path("model"), tmp_path))
+    path = tmp_path / "config.yaml"
+    text = path.read_text()
+    assert "  lr: 0.0002\n" in text
+    path.write_text(text.replace("  lr: 0.0002\n", "  lr: 5e-4\n"))
+    saved, _ = prepare_run(tiny_cfg(Path("model"), tmp_path, f"resume={tmp_path}"))
+    assert saved["learner"]["lr"] == 0.0005
+
+
 def test_plot_command(tiny_chat_model, tmp_path):
     train(tiny_cfg(tiny_chat_model, tmp_path, "learner.steps=1"))
     (tmp_path / "curves.png").unlink()
