@@ -86,7 +86,7 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
 
 def _saved_config(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     """A run's ``config.yaml``, held to the train config's schema like a new run's: a key or
-    value that does not fit (hand-edited, say ``lr: fast``) is a clear error now, not a crash
+    value that does not fit (hand-edited, say ``lr: fast``) is a clear error, not a crash
     mid-run. Keys gymrl gained since the run was written take today's values from ``cfg``."""
     import yaml
     from omegaconf import OmegaConf
@@ -97,7 +97,7 @@ def _saved_config(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     try:
         saved = _with_defaults(OmegaConf.to_container(OmegaConf.load(path)), cfg)
         checked = OmegaConf.merge(OmegaConf.structured(TrainConfig), saved)
-    except (OmegaConfBaseException, yaml.YAMLError, AttributeError) as exc:
+    except (OmegaConfBaseException, yaml.YAMLError, TypeError) as exc:  # TypeError: a list
         where = f"{exc.full_key}: " if getattr(exc, "full_key", None) else ""
         first = str(exc).split("\n")[0]
         raise ConfigError(f"resume={path.parent}: its config.yaml does not fit the train "

@@ -275,6 +275,13 @@ def test_resume_of_a_malformed_config_is_a_clear_error(tmp_path, edit, message):
         prepare_run(cfg)
 
 
+def test_resume_of_a_config_that_is_not_a_mapping_is_a_clear_error(tmp_path):
+    prepare_run(tiny_cfg(Path("model"), tmp_path))
+    (tmp_path / "config.yaml").write_text("- a list\n- not a config\n")
+    with pytest.raises(ConfigError, match="config.yaml does not fit the train config"):
+        prepare_run(tiny_cfg(Path("model"), tmp_path, f"resume={tmp_path}"))
+
+
 def test_resume_reads_numbers_a_yaml_loader_leaves_as_strings(tmp_path):
     """``lr: 5e-4`` is a string to YAML 1.1; the schema makes it the float it means."""
     prepare_run(tiny_cfg(Path("model"), tmp_path))
