@@ -88,9 +88,26 @@ def rewrite_override(item: str) -> str:
     return f"{key}={value}"
 
 
-def _normalise_yaml(data: Any, path: Path) -> dict[str, Any]:
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """The mapping a YAML config file holds, as plain containers. Not YAML, or not a mapping
+    at the top, is a :class:`ConfigError` that starts with ``what`` (the file, as the user
+    named it) and keeps the parser's first line."""
+    import yaml
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path))
+    except (OmegaConfBaseException, yaml.YAMLError) as exc:
+        first = str(exc).split("\n")[0]
+        raise ConfigError(f"{what} is not valid YAML: {first}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top")
+        raise ConfigError(f"{what} must hold a mapping at the top, not a "
+                          f"{type(data).__name__}")
+    return data
+
+
+def _normalise_yaml(data: dict[str, Any]) -> dict[str, Any]:
     for head, short in _SHORTHAND.items():
         if isinstance(data.get(head), str):
             data[head] = {short: data[head]}
@@ -102,7 +119,6 @@ def load_config(schema: type, overrides: list[str]) -> Any:
 
     Unknown keys fail with the list of valid ones.
     """
-    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -115,13 +131,8 @@ def load_config(schema: type, overrides: list[str]) -> Any:
             path = Path(item.split("=", 1)[1])
             if not path.is_file():
                 raise ConfigError(f"config file {str(path)!r} does not exist")
-            try:
-                data = OmegaConf.to_container(OmegaConf.load(path))
-            except (OmegaConfBaseException, yaml.YAMLError) as exc:
-                first = str(exc).split("\n")[0]
-                raise ConfigError(f"config file {str(path)!r} is not valid YAML: {first}") \
-                    from None
-            layers.append(OmegaConf.create(_normalise_yaml(data, path)))
+            data = read_yaml_mapping(path, f"config file {str(path)!r}")
+            layers.append(OmegaConf.create(_normalise_yaml(data)))
         else:
             rest.append(rewrite_override(item))
     for item in rest:

@@ -61,3 +61,11 @@ def test_malformed_yaml(tmp_path):
     path.write_text("env: [router\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(EvalConfig, [f"config={path}"])
+
+
+def test_yaml_that_is_not_a_mapping(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- env: router\n")
+    with pytest.raises(ConfigError, match=r"config file .*list.yaml.* must hold a mapping at the "
+                                          r"top, not a list"):
+        load_config(EvalConfig, [f"config={path}"])

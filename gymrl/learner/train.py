@@ -88,16 +88,16 @@ def _saved_config(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     """A run's ``config.yaml``, held to the train config's schema like a new run's: a key or
     value that does not fit (hand-edited, say ``lr: fast``) is a clear error, not a crash
     mid-run. Keys gymrl gained since the run was written take today's values from ``cfg``."""
-    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    from gymrl.config import read_yaml_mapping
     from gymrl.learner.config import TrainConfig
 
+    saved = read_yaml_mapping(path, f"resume={path.parent}: its config.yaml")
     try:
-        saved = _with_defaults(OmegaConf.to_container(OmegaConf.load(path)), cfg)
-        checked = OmegaConf.merge(OmegaConf.structured(TrainConfig), saved)
-    except (OmegaConfBaseException, yaml.YAMLError, TypeError) as exc:  # TypeError: a list
+        checked = OmegaConf.merge(OmegaConf.structured(TrainConfig), _with_defaults(saved, cfg))
+    except OmegaConfBaseException as exc:
         where = f"{exc.full_key}: " if getattr(exc, "full_key", None) else ""
         first = str(exc).split("\n")[0]
         raise ConfigError(f"resume={path.parent}: its config.yaml does not fit the train "

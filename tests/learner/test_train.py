@@ -278,7 +278,11 @@ def test_resume_of_a_malformed_config_is_a_clear_error(tmp_path, edit, message):
 def test_resume_of_a_config_that_is_not_a_mapping_is_a_clear_error(tmp_path):
     prepare_run(tiny_cfg(Path("model"), tmp_path))
     (tmp_path / "config.yaml").write_text("- a list\n- not a config\n")
-    with pytest.raises(ConfigError, match="config.yaml does not fit the train config"):
+    with pytest.raises(ConfigError, match="config.yaml must hold a mapping at the top, not a "
+                                          "list"):
+        prepare_run(tiny_cfg(Path("model"), tmp_path, f"resume={tmp_path}"))
+    (tmp_path / "config.yaml").write_text("learner: [unclosed\n")
+    with pytest.raises(ConfigError, match="resume=.*config.yaml is not valid YAML"):
         prepare_run(tiny_cfg(Path("model"), tmp_path, f"resume={tmp_path}"))
 
 
