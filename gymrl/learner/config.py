@@ -17,6 +17,9 @@ class LearnerConfig:
     group_size: int = _help("rollouts per task (G)", 8)
     lr: float = _help("AdamW learning rate", 2e-4)
     weight_decay: float = _help("AdamW weight decay", 0.0)
+    resample_flat: int = _help(
+        "dynamic sampling (DAPO): up to this many extra tasks a step draws in place of groups "
+        "whose rewards are all equal (no gradient); 0: off", 0)
     scale_rewards: str = _help(
         "advantage scaling: group (divide by each group's reward std, as in GRPO) | batch "
         "(by the whole batch's std) | none. batch is the default: a group whose rewards differ "

@@ -54,8 +54,9 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
                           f"{', '.join(ROLLOUT_BACKENDS)}")
     if learner["credit"] not in CREDITS:
         raise ConfigError(f"learner.credit {learner['credit']!r}; allowed: {', '.join(CREDITS)}")
-    if learner["steps"] < 0:
-        raise ConfigError(f"learner.steps must be >= 0, got {learner['steps']}")
+    for key in ("steps", "resample_flat"):
+        if learner[key] < 0:
+            raise ConfigError(f"learner.{key} must be >= 0, got {learner[key]}")
     for key in ("groups", "group_size", "mu", "micro_batch"):
         if learner[key] < 1:
             raise ConfigError(f"learner.{key} must be >= 1, got {learner[key]}")
@@ -144,7 +145,7 @@ class Trainer:
 
         self.env_on = env_on
         learner, rollout = cfg["learner"], cfg["rollout"]
-        n = learner["groups"] * learner["group_size"]
+        n = (learner["groups"] + learner["resample_flat"]) * learner["group_size"]
         self.train_envs = [env_on("train", self.reward) for _ in range(n)]
         path = resolve_model(cfg["model"])
         sampling = {"temperature": rollout["temperature"], "top_p": rollout["top_p"],
@@ -333,18 +334,13 @@ class Trainer:
         import torch
 
         learner = self.cfg["learner"]
-        groups, size = learner["groups"], learner["group_size"]
         start = time.perf_counter()
-        self.model.eval()
-        rollouts: list[Rollout] = []
-        for g in range(groups):
-            task_seed = self.cfg["seed"] * 1_000_003 + self.step * groups + g
-            rollouts.extend(reset_group(self.train_envs[g * size:(g + 1) * size], task_seed, g))
-        self.play(rollouts)
+        rollouts, played, flat = self.draw_batch()
         rollout_s = time.perf_counter() - start
         rewards = torch.tensor([r.reward for r in rollouts])
         group_ids = torch.tensor([r.group for r in rollouts])
-        advantages, flat = group_advantages(rewards, group_ids, learner["scale_rewards"])
+        advantages, _ = group_advantages(rewards, group_ids, learner["scale_rewards"])
+        drawn = len(played) // learner["group_size"]
         shift = torch.zeros_like(advantages)
         if learner["action_baseline"]:
             informative = torch.tensor([bool((rewards[group_ids == g] != rewards[i]).any())
@@ -424,18 +420,22 @@ class Trainer:
         self.sync_rollout_weights()
         train_s = time.perf_counter() - train_start
         self.step += 1
+        # What the policy sampled this step: every rollout played, flat groups set aside by
+        # dynamic sampling included.
+        sampled = torch.tensor([r.reward for r in played])
         metrics: dict[str, Any] = {
             "step": self.step,
-            "reward": float(rewards.mean()),
-            "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
+            "reward": float(sampled.mean()),
+            "reward/std": float(sampled.std()) if len(sampled) > 1 else 0.0,
             "loss/policy": _mean(stats["loss"]),
             "ratio": _mean(stats["ratio"]),
             "clip_fraction": _mean(stats["clipped"]),
             "entropy": _mean(stats["entropy"]),
             "grad_norm": grad_norm,
             "update/skipped": int(not signal),
-            "groups/flat": flat,
-            "groups/flat_fraction": flat / groups,
+            "groups/drawn": drawn,
+            "groups/flat": flat,  # of those drawn
+            "groups/flat_fraction": flat / drawn,
             "tokens/policy": n_tokens,
             "tokens/total": sum(len(s.ids) for s in seqs),
             "tokens/trained": sum(len(seqs[i].ids) for i in rows),  # what the update runs through
@@ -447,7 +447,7 @@ class Trainer:
             metrics["kl"] = float(np.mean(stats["kl"]))
         components: dict[str, list[float]] = {}
         env_metrics: dict[str, list[float]] = {}
-        for r in rollouts:
+        for r in played:
             for name, value in r.episode.rewards.items():
                 components.setdefault(name, []).append(value)
             env = r.env.unwrapped
@@ -458,6 +458,43 @@ class Trainer:
         metrics.update({f"reward/{k}": float(np.mean(v)) for k, v in components.items()})
         metrics.update({f"env/{k}": float(np.mean(v)) for k, v in env_metrics.items()})
         return metrics
+
+    def draw_batch(self) -> tuple[list[Rollout], list[Rollout], int]:
+        """This step's training batch (``groups`` tasks x ``group_size`` rollouts, played),
+        every rollout played for it, and how many of the groups played were flat.
+
+        With ``learner.resample_flat=K`` (DAPO's dynamic sampling) a group whose rewards are
+        all equal, which gives no gradient, is set aside and another task drawn in its place,
+        up to K extra tasks a step; set-aside groups fill the batch only when those run out,
+        so the batch keeps its size. Task ``k`` of step ``s`` is seeded from ``(s, k)``: the
+        same tasks on resume, and with K=0 the same tasks as without the option.
+        """
+        learner = self.cfg["learner"]
+        groups, size = learner["groups"], learner["group_size"]
+        most = groups + learner["resample_flat"]
+        self.model.eval()
+        kept: list[list[Rollout]] = []
+        flat: list[list[Rollout]] = []
+        played: list[Rollout] = []
+        drawn = 0
+        while len(kept) < groups and drawn < most:
+            wave = range(drawn, drawn + min(groups - len(kept), most - drawn))
+            rollouts: list[Rollout] = []
+            for k in wave:
+                task_seed = self.cfg["seed"] * 1_000_003 + self.step * most + k
+                rollouts.extend(reset_group(self.train_envs[k * size:(k + 1) * size],
+                                            task_seed, k))
+            self.play(rollouts)
+            played.extend(rollouts)
+            for k in wave:
+                group = [r for r in rollouts if r.group == k]
+                (flat if _is_flat(group) else kept).append(group)
+            drawn = wave.stop
+        batch = kept + flat[:groups - len(kept)]
+        for g, group in enumerate(batch):
+            for r in group:
+                r.group = g
+        return [r for group in batch for r in group], played, len(flat)
 
     @staticmethod
     def token_advantages(seqs: list[Sequence], per_turn: list[list[float]], width: int) -> Any:
@@ -512,6 +549,11 @@ class Trainer:
             return token_logprobs(self.model, ids, attention, mask, temperature)[0]
         finally:
             checkpoint.assign(self.model, current)
+
+
+def _is_flat(group: list[Rollout]) -> bool:
+    """Every reward of the group equal: group-relative advantages are all 0."""
+    return len({r.reward for r in group}) <= 1
 
 
 def _mean(values: list[float]) -> float:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,61 @@ def test_rollouts_without_advantage_skip_the_update_and_change_nothing(tiny_chat
             assert sum(rows_seen) == 6
     for n, w in weights["skip"].items():
         torch.testing.assert_close(w, weights["all"][n], rtol=1e-4, atol=1e-6)
+
+
+class _OddTasksDiffer(Reward):
+    """A test reward that is flat on some tasks: on tasks whose id hashes odd it is minus
+    the answer's length / 100 (the rollouts of a group differ), on the others always 0."""
+
+    name = "odd_tasks_differ"
+    range = (-math.inf, 0.0)
+
+    def score(self, episode):
+        if zlib.crc32(episode.task.id.encode()) % 2 == 0:
+            return Score(total=0.0)
+        return Score(total=-sum(len(t.text) for t in episode.policy_turns) / 100)
+
+
+@pytest.mark.parametrize("extra", [0, 1, 6])
+def test_dynamic_sampling_replaces_flat_groups(tiny_chat_model, tmp_path, fresh_registry,
+                                               extra):
+    @hookimpl
+    def register_rewards(register):
+        register("odd_tasks_differ", _OddTasksDiffer)
+
+    fresh_registry.add_plugin(*fake_plugin("oddtasks", register_rewards=register_rewards))
+    cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "reward=odd_tasks_differ",
+                                        "learner.groups=3", f"learner.resample_flat={extra}"))
+    trainer = Trainer(cfg, run_dir)
+    batch, played, flat = trainer.draw_batch()
+
+    def task(group):
+        return group[0].episode.task.id
+
+    def flat_group(group):
+        return len({r.reward for r in group}) == 1
+
+    groups_played = [played[i:i + 2] for i in range(0, len(played), 2)]
+    assert all(len({r.episode.task.id for r in g}) == 1 for g in groups_played)
+    assert flat == sum(map(flat_group, groups_played)) > 0  # the seeds draw some even tasks
+    batch_groups = [batch[i:i + 2] for i in range(0, len(batch), 2)]
+    assert len(batch_groups) == 3
+    assert [r.group for r in batch] == [0, 0, 1, 1, 2, 2]
+    informative = [g for g in groups_played if not flat_group(g)]
+    if extra == 0:
+        assert len(groups_played) == 3 and batch_groups == groups_played  # as without it
+    # the informative groups come first, in the order drawn; flat ones fill what is left
+    assert [task(g) for g in batch_groups[:len(informative)]] == [task(g) for g in informative][:3]
+    assert len(groups_played) == min(3 + extra, len(groups_played))
+    if len(informative) < 3:
+        assert len(groups_played) == 3 + extra  # it kept drawing until the extra ran out
+    else:
+        assert not any(flat_group(g) for g in batch_groups)
+    if extra == 6:
+        assert len(informative) == 3  # 9 tasks hold 3 with odd ids (fixed seeds)
+    metrics = trainer.grpo_step()
+    assert 3 <= metrics["groups/drawn"] <= 3 + extra
+    assert metrics["groups/flat_fraction"] == metrics["groups/flat"] / metrics["groups/drawn"]
 
 
 def test_lora_trains_only_the_adapter(tiny_chat_model, tmp_path):
