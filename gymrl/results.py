@@ -30,6 +30,19 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return path
 
 
+def fsync_path(path: str | Path, *, files: bool = True) -> None:
+    """Flush a file, or a folder's files (unless not ``files``) and its own entries, to disk:
+    what a rename publishes is then there after a power cut too, not only after a crash."""
+    path = Path(path)
+    inside = sorted(path.rglob("*")) if path.is_dir() and files else []
+    for item in [*inside, path]:
+        fd = os.open(item, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def atomic_write_json(path: str | Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
 

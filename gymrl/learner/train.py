@@ -12,6 +12,8 @@ import json
 import math
 import os
 import random
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ from gymrl.learner.grpo import (
 )
 from gymrl.learner.rollout import Rollout, reset_group, run_rollouts
 from gymrl.learner.sequences import Sequence, demonstration
-from gymrl.results import atomic_write_json, new_run_dir, versions
+from gymrl.results import atomic_write_json, fsync_path, new_run_dir, versions
 
 CREDITS = ("episode", "reward_to_go")
 ROLLOUT_BACKENDS = ("hf", "vllm")
@@ -523,6 +525,7 @@ class Trainer:
             state = checkpoint.trainable_state(self.model)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             torch.save(state, tmp)
+            fsync_path(tmp)
             os.replace(tmp, path)
         elif path.is_file():
             state = torch.load(path, weights_only=True)
@@ -616,8 +619,15 @@ def finish(trainer: Trainer) -> dict[str, Any]:
     model = trainer.model
     final = model.merge_and_unload() if hasattr(model, "merge_and_unload") and \
         trainer.cfg["learner"]["lora"] else model
-    final.save_pretrained(run_dir / "model", safe_serialization=True)
-    trainer.learner_backend.tokenizer.save_pretrained(run_dir / "model")
+    # Written beside and renamed: a run killed while saving leaves the previous model/ or
+    # none, never half of one (resume= then writes it again).
+    tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=run_dir))
+    final.save_pretrained(tmp, safe_serialization=True)
+    trainer.learner_backend.tokenizer.save_pretrained(tmp)
+    fsync_path(tmp)
+    if (run_dir / "model").exists():
+        shutil.rmtree(run_dir / "model")
+    os.replace(tmp, run_dir / "model")
     rows = [json.loads(line) for line in trainer.metrics_path.read_text().splitlines() if line]
     evals = [r for r in rows if "eval/reward" in r]
     summary: dict[str, Any] = {"run_dir": str(run_dir), "steps": trainer.step,

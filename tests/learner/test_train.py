@@ -262,6 +262,33 @@ def test_dense_per_turn_rewards_reach_the_loss(tiny_chat_model, tmp_path, fresh_
         assert seen and all(torch.isfinite(a).all() for a in seen)
 
 
+def test_a_checkpoint_is_on_disk_before_it_is_published(tiny_chat_model, tmp_path,
+                                                       monkeypatch):
+    """Every file of a checkpoint, and its folder, is fsynced before the rename that makes it
+    ``step-N``, and the rename is fsynced (its parent folder) before ``latest`` names it."""
+    cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path))
+    trainer = Trainer(cfg, run_dir)
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+                        or real_fsync(fd))
+    real_replace = os.replace
+    published: list[tuple[str, list[str]]] = []
+    monkeypatch.setattr(os, "replace", lambda a, b: published.append((str(b), list(synced)))
+                        or real_replace(a, b))
+    trainer.save()
+    final = tmp_path / "checkpoints" / "step-0"
+    (target, before), *_ = published
+    assert target == str(final)
+    tmp_dir = Path(before[-1])
+    assert tmp_dir.parent == final.parent and tmp_dir.name.startswith(".step-0.")
+    assert {Path(p).name for p in before} >= {"weights.pt", "optimizer.pt", "rng.pt",
+                                              "reward_state.json", "trainer_state.json"}
+    after_rename = synced[len(before):]
+    assert str(final.parent) in after_rename  # the rename itself, before ``latest``
+    assert published[1][0] == str(final.parent / "latest")
+
+
 def test_checkpoint_round_trip_is_exact(tiny_chat_model, tmp_path):
     cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "learner.lora=false"))
     trainer = Trainer(cfg, run_dir)
@@ -295,6 +322,7 @@ def test_train_writes_metrics_checkpoints_model_and_curves(tiny_chat_model, tmp_
                  "model/config.json", "checkpoints/latest"):
         assert (tmp_path / name).exists(), name
     assert checkpoint.latest(tmp_path).name == "step-2"
+    assert not list(tmp_path.glob(".*"))  # no half-written model or checkpoint left behind
     # Per-episode records of the start and end evaluations, and their paired comparison.
     start = [json.loads(x) for x in (tmp_path / "eval/step-00000.jsonl").read_text().splitlines()]
     end = [json.loads(x) for x in (tmp_path / "eval/step-00002.jsonl").read_text().splitlines()]
