@@ -36,19 +36,26 @@ class Rollout:
         return [t.rewards.get("total", 0.0) for t in self.episode.policy_turns]
 
 
-def reset_group(envs: list[Any], task_seed: int, group: int) -> list[Rollout]:
+def reset_group(envs: list[Any], task_seed: int, group: int, *,
+                same_seed: bool = False) -> list[Rollout]:
     """Reset ``envs`` on one task: the first env picks it, the rest get it by ``task_id``.
 
-    Each rollout gets its own seed, so env randomness (an expert's luck) differs within the
-    group: one lucky draw must not make every rollout of the group look alike.
+    By default each rollout gets its own seed, so env randomness (an expert's luck) differs
+    within the group: one lucky draw does not make every rollout of the group look alike.
+    ``same_seed``: every env is reset with the task's seed and id (common random numbers), so
+    its random draws are the same for every rollout and identical actions earn identical
+    rewards; a difference in reward is then a difference in what the policy did.
     """
     rollouts = []
     task_id = None
     for j, env in enumerate(envs):
-        seed = task_seed * 1009 + j
+        seed = task_seed if task_id is None or same_seed else task_seed * 1009 + j
         options = None if task_id is None else {"task_id": task_id}
-        _, info = env.reset(seed=task_seed if task_id is None else seed, options=options)
-        task_id = env.unwrapped.episode.task.id
+        _, info = env.reset(seed=seed, options=options)
+        if task_id is None:
+            task_id = env.unwrapped.episode.task.id
+            if same_seed:  # picking the task drew from the env's RNG: reset as the others are
+                _, info = env.reset(seed=seed, options={"task_id": task_id})
         rollouts.append(Rollout(group=group, env=env, messages=info["messages"]))
     return rollouts
 

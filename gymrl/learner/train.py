@@ -485,7 +485,7 @@ class Trainer:
             for k in wave:
                 task_seed = self.cfg["seed"] * 1_000_003 + self.step * most + k
                 rollouts.extend(reset_group(self.train_envs[k * size:(k + 1) * size],
-                                            task_seed, k))
+                                            task_seed, k, same_seed=learner["same_env_seed"]))
             self.play(rollouts)
             played.extend(rollouts)
             for k in wave:

@@ -62,3 +62,22 @@ def test_rollouts_record_exact_policy_tokens_and_mask_env_tokens(tiny_chat_model
     for group in (rollouts[:3], rollouts[3:]):
         assert len({r.episode.task.id for r in group}) == 1
         assert len({r.episode.seed for r in group}) == 3
+
+
+def test_a_group_with_the_same_env_seed_draws_the_same_luck():
+    """same_seed: every env of a group holds the same task and RNG state, so the same action
+    gets the same expert reply in every rollout; by default each rollout has its own luck."""
+    replies = {}
+    for same in (True, False):
+        envs = [make_env("router") for _ in range(8)]
+        rollouts = reset_group(envs, task_seed=11, group=0, same_seed=same)
+        assert len({r.env.unwrapped.episode.task.id for r in rollouts}) == 1
+        question = rollouts[0].env.unwrapped.episode.task.prompt
+        states = {str(env.unwrapped.np_random.bit_generator.state) for env in envs}
+        assert (len(states) == 1) == same
+        replies[same] = set()
+        for env in envs:  # a weak expert: its answer is often wrong, so luck shows
+            obs, *_ = env.step(f"<think>t</think>\n<search>pico-math: {question}</search>")
+            replies[same].add(obs)
+    assert len(replies[True]) == 1
+    assert len(replies[False]) > 1
