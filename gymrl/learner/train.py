@@ -492,7 +492,9 @@ class Trainer:
                 group = [r for r in rollouts if r.group == k]
                 (flat if _is_flat(group) else kept).append(group)
             drawn = wave.stop
-        batch = kept + flat[:groups - len(kept)]
+        # The informative groups, then set-aside ones while short, kept in the order drawn
+        # (with K=0: the batch as drawn).
+        batch = sorted(kept + flat[:groups - len(kept)], key=lambda group: group[0].group)
         for g, group in enumerate(batch):
             for r in group:
                 r.group = g
@@ -622,12 +624,16 @@ def finish(trainer: Trainer) -> dict[str, Any]:
     # Written beside and renamed: a run killed while saving leaves the previous model/ or
     # none, never half of one (resume= then writes it again).
     tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=run_dir))
-    final.save_pretrained(tmp, safe_serialization=True)
-    trainer.learner_backend.tokenizer.save_pretrained(tmp)
-    fsync_path(tmp)
-    if (run_dir / "model").exists():
-        shutil.rmtree(run_dir / "model")
-    os.replace(tmp, run_dir / "model")
+    try:
+        final.save_pretrained(tmp, safe_serialization=True)
+        trainer.learner_backend.tokenizer.save_pretrained(tmp)
+        fsync_path(tmp)
+        if (run_dir / "model").exists():
+            shutil.rmtree(run_dir / "model")
+        os.replace(tmp, run_dir / "model")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     rows = [json.loads(line) for line in trainer.metrics_path.read_text().splitlines() if line]
     evals = [r for r in rows if "eval/reward" in r]
     summary: dict[str, Any] = {"run_dir": str(run_dir), "steps": trainer.step,
