@@ -28,11 +28,12 @@ def by_hop(records: list[dict[str, Any]]) -> dict[str, Any]:
     kinds: dict[str, dict[str, Any]] = {}
     for rec in records:
         metrics = rec["metrics"]
-        row = kinds.setdefault(metrics["kind"], {"n": 0, "correct": 0.0, "calls": 0,
+        row = kinds.setdefault(str(metrics.get("kind")), {"n": 0, "correct": 0.0, "calls": 0,
                                                  "unanswered": 0, "models": Counter(),
                                                  "whole": 0, "whole_correct": 0.0})
         question = _words(rec["turns"][0]["text"])
-        calls = [c for turn in rec["turns"] for c in turn["tool_calls"]]
+        # the calls that reached an expert (not an unknown name, not one past the limit)
+        calls = [c for turn in rec["turns"] for c in turn["tool_calls"] if not c.get("error")]
         whole = bool(calls) and _words(str(calls[0]["arguments"].get("query", ""))) == question
         row["n"] += 1
         row["correct"] += metrics["accuracy"]
@@ -65,6 +66,9 @@ def main() -> None:
     tables = {}
     for path in args.records:
         records = [json.loads(line) for line in path.read_text().splitlines() if line]
+        if not records:
+            print(f"{path}: no episodes")
+            continue
         table = by_hop(records)
         tables[str(path)] = table
         reward = sum(r["reward"] for r in records) / len(records)

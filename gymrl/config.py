@@ -97,14 +97,17 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        data = OmegaConf.to_container(OmegaConf.load(path))
-    except (OmegaConfBaseException, yaml.YAMLError) as exc:
+        # Parsed once plainly for its shape (OmegaConf.load raises an OSError on a scalar),
+        # then by OmegaConf for the values (its loader reads 5e-4 as a float).
+        top = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(top, dict):
+            name = type(top).__name__
+            shape = "nothing" if top is None else f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+            raise ConfigError(f"{what} must hold a mapping at the top, not {shape}")
+        return OmegaConf.to_container(OmegaConf.load(path))
+    except (OmegaConfBaseException, yaml.YAMLError, UnicodeDecodeError) as exc:
         first = str(exc).split("\n")[0]
         raise ConfigError(f"{what} is not valid YAML: {first}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{what} must hold a mapping at the top, not a "
-                          f"{type(data).__name__}")
-    return data
 
 
 def _normalise_yaml(data: dict[str, Any]) -> dict[str, Any]:

@@ -36,9 +36,17 @@ def fsync_path(path: str | Path, *, files: bool = True) -> None:
     path = Path(path)
     inside = sorted(path.rglob("*")) if path.is_dir() and files else []
     for item in [*inside, path]:
-        fd = os.open(item, os.O_RDONLY)
+        try:
+            fd = os.open(item, os.O_RDONLY)
+        except OSError:
+            if item.is_dir():  # folders cannot be opened everywhere (Windows)
+                continue
+            raise
         try:
             os.fsync(fd)
+        except OSError:
+            if not item.is_dir():  # some file systems refuse to sync a folder (EINVAL)
+                raise
         finally:
             os.close(fd)
 

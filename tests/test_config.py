@@ -63,9 +63,18 @@ def test_malformed_yaml(tmp_path):
         load_config(EvalConfig, [f"config={path}"])
 
 
-def test_yaml_that_is_not_a_mapping(tmp_path):
-    path = tmp_path / "list.yaml"
-    path.write_text("- env: router\n")
-    with pytest.raises(ConfigError, match=r"config file .*list.yaml.* must hold a mapping at the "
-                                          r"top, not a list"):
+@pytest.mark.parametrize("text, shape", [("- env: router\n", "a list"), ("5\n", "an int"),
+                                         ("", "nothing")])
+def test_yaml_that_is_not_a_mapping(tmp_path, text, shape):
+    path = tmp_path / "top.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"config file .*top.yaml.* must hold a mapping at the "
+                                          rf"top, not {shape}"):
+        load_config(EvalConfig, [f"config={path}"])
+
+
+def test_yaml_that_is_not_utf8(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("env: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="latin1.yaml.* is not valid YAML"):
         load_config(EvalConfig, [f"config={path}"])

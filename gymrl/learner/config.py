@@ -19,11 +19,11 @@ class LearnerConfig:
     weight_decay: float = _help("AdamW weight decay", 0.0)
     resample_flat: int = _help(
         "dynamic sampling (DAPO): up to this many extra tasks a step draws in place of groups "
-        "whose rewards are all equal (no gradient); 0: off", 0)
+        "whose rewards are all equal (no advantage); 0: off", 0)
     same_env_seed: bool = _help(
-        "reset every rollout of a group with the same env seed (common random numbers: an "
-        "expert's luck is one draw for the whole group), so identical actions earn identical "
-        "rewards; off: each rollout its own seed", False)
+        "reset every rollout of a group with the same env seed (common random numbers: the "
+        "env's random draws start from one state for the whole group, so rollouts that act "
+        "alike get the same luck); off: each rollout its own seed", False)
     scale_rewards: str = _help(
         "advantage scaling: group (divide by each group's reward std, as in GRPO) | batch "
         "(by the whole batch's std) | none. batch is the default: a group whose rewards differ "

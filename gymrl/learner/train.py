@@ -13,7 +13,6 @@ import math
 import os
 import random
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -62,6 +61,9 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     for key in ("groups", "group_size", "mu", "micro_batch"):
         if learner[key] < 1:
             raise ConfigError(f"learner.{key} must be >= 1, got {learner[key]}")
+    if learner["resample_flat"] and learner["group_size"] < 2:
+        raise ConfigError(f"learner.resample_flat={learner['resample_flat']} needs "
+                          "learner.group_size >= 2: a group of one rollout is always flat")
     if cfg.get("resume"):
         run_dir = Path(cfg["resume"])
         saved_path = run_dir / "config.yaml"
@@ -441,7 +443,9 @@ class Trainer:
             "tokens/policy": n_tokens,
             "tokens/total": sum(len(s.ids) for s in seqs),
             "tokens/trained": sum(len(seqs[i].ids) for i in rows),  # what the update runs through
-            "tokens/s": n_tokens / max(rollout_s + train_s, 1e-9),
+            # every token sampled this step (set-aside groups too) over the step's time
+            "tokens/s": sum(r.seq.policy_tokens for r in played) / max(rollout_s + train_s,
+                                                                       1e-9),
             "time/rollout_s": rollout_s,
             "time/train_s": train_s,
         }
@@ -623,7 +627,11 @@ def finish(trainer: Trainer) -> dict[str, Any]:
         trainer.cfg["learner"]["lora"] else model
     # Written beside and renamed: a run killed while saving leaves the previous model/ or
     # none, never half of one (resume= then writes it again).
-    tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=run_dir))
+    # (A fixed name, so a save killed midway is cleared by the next; made with the umask's
+    # mode, as save_pretrained's own folder would be.)
+    tmp = run_dir / ".model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     try:
         final.save_pretrained(tmp, safe_serialization=True)
         trainer.learner_backend.tokenizer.save_pretrained(tmp)
@@ -631,6 +639,7 @@ def finish(trainer: Trainer) -> dict[str, Any]:
         if (run_dir / "model").exists():
             shutil.rmtree(run_dir / "model")
         os.replace(tmp, run_dir / "model")
+        fsync_path(run_dir, files=False)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -21,6 +21,7 @@ from gymrl.config import load_config, to_container
 from gymrl.learner import checkpoint
 from gymrl.learner.config import TrainConfig
 from gymrl.learner.train import Trainer, prepare_run, train
+from gymrl.make import make_env
 from plugin_helpers import fake_plugin
 
 
@@ -128,16 +129,17 @@ def test_rollouts_without_advantage_skip_the_update_and_change_nothing(tiny_chat
 
 
 class _OddTasksDiffer(Reward):
-    """A test reward that is flat on some tasks: on tasks whose id hashes odd it is minus
-    the answer's length / 100 (the rollouts of a group differ), on the others always 0."""
+    """A test reward that is flat on some tasks: on tasks whose id hashes odd it depends on
+    the rollout's env seed (a group's two rollouts get seeds s and s * 1009 + 1, never equal
+    mod 1000), on the others it is always 0; what the model writes does not matter."""
 
     name = "odd_tasks_differ"
-    range = (-math.inf, 0.0)
+    range = (-1.0, 0.0)
 
     def score(self, episode):
         if zlib.crc32(episode.task.id.encode()) % 2 == 0:
             return Score(total=0.0)
-        return Score(total=-sum(len(t.text) for t in episode.policy_turns) / 100)
+        return Score(total=-(episode.seed % 1000) / 1000)
 
 
 @pytest.mark.parametrize("extra", [0, 1, 6])
@@ -174,8 +176,13 @@ def test_dynamic_sampling_replaces_flat_groups(tiny_chat_model, tmp_path, fresh_
         assert len(groups_played) == 3 + extra  # it kept drawing until the extra ran out
     else:
         assert not any(flat_group(g) for g in batch_groups)
+    if extra == 0:  # the tasks drawn before the option existed: seed * 1_000_003 + step * 3 + k
+        env = make_env("router", split="train")
+        for k, group in enumerate(groups_played):
+            env.reset(seed=cfg["seed"] * 1_000_003 + k)
+            assert group[0].episode.task.id == env.unwrapped.episode.task.id
     if extra == 6:
-        assert len(informative) == 3  # 9 tasks hold 3 with odd ids (fixed seeds)
+        assert len(informative) == 3  # the first 9 tasks of step 0 hold 3 or more odd ids
     metrics = trainer.grpo_step()
     assert 3 <= metrics["groups/drawn"] <= 3 + extra
     assert metrics["groups/flat_fraction"] == metrics["groups/flat"] / metrics["groups/drawn"]
@@ -261,6 +268,12 @@ def test_dense_per_turn_rewards_reach_the_loss(tiny_chat_model, tmp_path, fresh_
         assert seen and all(torch.isfinite(a).all() for a in seen)
 
 
+def test_dynamic_sampling_needs_groups_of_two(tmp_path):
+    with pytest.raises(ConfigError, match="learner.resample_flat=2 needs learner.group_size >= 2"):
+        prepare_run(tiny_cfg(Path("model"), tmp_path, "learner.resample_flat=2",
+                             "learner.group_size=1"))
+
+
 def test_a_checkpoint_is_on_disk_before_it_is_published(tiny_chat_model, tmp_path,
                                                        monkeypatch):
     """Every file of a checkpoint, and its folder, is fsynced before the rename that makes it
@@ -283,9 +296,9 @@ def test_a_checkpoint_is_on_disk_before_it_is_published(tiny_chat_model, tmp_pat
     assert tmp_dir.parent == final.parent and tmp_dir.name.startswith(".step-0.")
     assert {Path(p).name for p in before} >= {"weights.pt", "optimizer.pt", "rng.pt",
                                               "reward_state.json", "trainer_state.json"}
-    after_rename = synced[len(before):]
-    assert str(final.parent) in after_rename  # the rename itself, before ``latest``
-    assert published[1][0] == str(final.parent / "latest")
+    (latest, before_latest), *_ = published[1:]
+    assert latest == str(final.parent / "latest")
+    assert str(final.parent) in before_latest[len(before):]  # the rename, before ``latest``
 
 
 def test_checkpoint_round_trip_is_exact(tiny_chat_model, tmp_path):
