@@ -41,6 +41,11 @@ class LearnerConfig:
     epsilon_high: float | None = _help("upper clip range (default: epsilon)", None)
     beta: float = _help("weight of the k3 KL to the frozen starting policy (0: no reference)",
                         0.0)
+    sft_coef: float = _help(
+        "weight of an SFT term in every GRPO update: the mean cross-entropy of sft.batch_size "
+        "of the env's scripted demonstrations (those of the warm start), added to the policy "
+        "loss, so behaviour the step's few tasks do not reward is held where SFT put it (as "
+        "InstructGPT mixed its pretraining loss into PPO); 0: off", 0.0)
     mu: int = _help("optimisation passes over each batch", 1)
     micro_batch: int = _help("sequences per forward/backward (gradient accumulation)", 8)
     max_grad_norm: float = _help("gradient clipping norm (0: off)", 1.0)

@@ -58,6 +58,12 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     for key in ("steps", "resample_flat"):
         if learner[key] < 0:
             raise ConfigError(f"learner.{key} must be >= 0, got {learner[key]}")
+    if learner["sft_coef"] < 0:
+        raise ConfigError(f"learner.sft_coef must be >= 0, got {learner['sft_coef']}")
+    if learner["sft_coef"] and (cfg["sft"]["demos"] < 1 or cfg["sft"]["batch_size"] < 1):
+        raise ConfigError(f"learner.sft_coef={learner['sft_coef']} needs demonstrations: "
+                          f"sft.demos and sft.batch_size >= 1, got {cfg['sft']['demos']} and "
+                          f"{cfg['sft']['batch_size']}")
     for key in ("groups", "group_size", "mu", "micro_batch"):
         if learner[key] < 1:
             raise ConfigError(f"learner.{key} must be >= 1, got {learner[key]}")
@@ -190,6 +196,7 @@ class Trainer:
                                            weight_decay=learner["weight_decay"])
         self.step = 0
         self.sft_done = False
+        self._demos: list[Sequence] | None = None
         self.metrics_path = run_dir / "metrics.jsonl"
 
     # -- logging ---------------------------------------------------------------------------
@@ -235,9 +242,11 @@ class Trainer:
             self.backend.load_weights(self.model)
 
     # -- SFT warm start --------------------------------------------------------------------
-    def sft(self) -> dict[str, float]:
-        """Teach the tag grammar from the env's scripted demonstrations (cross-entropy)."""
-
+    def demonstrations(self) -> list[Sequence]:
+        """The env's scripted demonstrations as training sequences (the policy's turns
+        trainable): the same ones on every call and after a resume (seeded from the run's)."""
+        if self._demos is not None:
+            return self._demos
         from gymrl.backends.scripted import ScriptedBackend
         from gymrl.evaluate import run_episodes
 
@@ -258,6 +267,19 @@ class Trainer:
                 role = "assistant" if turn.role == "policy" else "user"
                 messages.append({"role": role, "content": turn.text})
             seqs.append(demonstration(tok, messages))
+        self._demos = seqs
+        return seqs
+
+    def demo_loss(self, batch: list[Sequence]) -> Any:
+        """Mean cross-entropy of the demonstrations' policy tokens under the current model."""
+        ids, attention, mask = self.pad(batch)
+        logp, _ = token_logprobs(self.model, ids, attention, mask)
+        return -(logp * mask).sum() / mask.sum().clamp(min=1)
+
+    def sft(self) -> dict[str, float]:
+        """Teach the tag grammar from the env's scripted demonstrations (cross-entropy)."""
+        sft = self.cfg["sft"]
+        seqs = self.demonstrations()
         for group in self.optimizer.param_groups:
             group["lr"] = sft["lr"]
         rng = random.Random(self.cfg["seed"])
@@ -265,10 +287,7 @@ class Trainer:
         start = time.perf_counter()
         self.model.train()
         for _ in range(sft["steps"]):
-            batch = rng.sample(seqs, min(sft["batch_size"], len(seqs)))
-            ids, attention, mask = self.pad(batch)
-            logp, _ = token_logprobs(self.model, ids, attention, mask)
-            loss = -(logp * mask).sum() / mask.sum().clamp(min=1)  # cross-entropy
+            loss = self.demo_loss(rng.sample(seqs, min(sft["batch_size"], len(seqs))))
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
@@ -381,12 +400,20 @@ class Trainer:
                 if learner["beta"]:
                     ref[c[0]] = self.reference_logprobs(ids, attention, mask, temperature)
         stats: dict[str, list[float]] = {"loss": [], "ratio": [], "clipped": [], "kl": [],
-                                         "entropy": []}
+                                         "entropy": [], "sft": []}
         # No signal (every advantage 0, no KL term): no update. AdamW would still move the
         # weights by about the learning rate (its momentum; and it normalises a zero or tiny
         # gradient to a full-size step): measured on the router, steps whose gradient norm was
         # ~2e-4 drove the policy off its own tag grammar.
-        signal = bool(rows)
+        # With learner.sft_coef, every update also takes a batch of demonstrations (the same
+        # ones on resume: drawn from the run's seed and the step).
+        coef = learner["sft_coef"]
+        demos: list[Sequence] = []
+        if coef:
+            pool = self.demonstrations()
+            demos = random.Random(self.cfg["seed"] * 1_000_003 + self.step).sample(
+                pool, min(self.cfg["sft"]["batch_size"], len(pool)))
+        signal = bool(rows) or bool(demos)
         grad_norm = math.nan
         train_start = time.perf_counter()
         self.model.train()
@@ -415,6 +442,10 @@ class Trainer:
                 stats["entropy"].append(float((entropy * fmask).sum()) / denom)
                 if "kl" in st:
                     stats["kl"].append(float((st["kl"] * fmask).sum()) / denom)
+            if demos:
+                demo_loss = self.demo_loss(demos)
+                (coef * demo_loss).backward()
+                stats["sft"].append(demo_loss.item())
             if learner["max_grad_norm"]:
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(
                     [p for p in self.model.parameters() if p.requires_grad],
@@ -451,6 +482,8 @@ class Trainer:
         }
         if stats["kl"]:
             metrics["kl"] = float(np.mean(stats["kl"]))
+        if stats["sft"]:
+            metrics["loss/sft"] = float(np.mean(stats["sft"]))  # the demonstrations' cross-entropy
         components: dict[str, list[float]] = {}
         env_metrics: dict[str, list[float]] = {}
         for r in played:

@@ -84,6 +84,38 @@ def test_a_step_without_signal_leaves_the_weights_alone(tiny_chat_model, tmp_pat
     assert all(torch.equal(p.detach(), before[n]) for n, p in flat.model.named_parameters())
 
 
+def test_sft_term_pulls_toward_the_demonstrations_on_flat_steps(tiny_chat_model, tmp_path):
+    """learner.sft_coef: every update also lowers the demonstrations' cross-entropy, steps
+    whose groups are all flat included (they update on the SFT term alone); without it the
+    same steps make no update."""
+    def run(coef: float, out: str) -> tuple[Trainer, list[dict]]:
+        cfg, run_dir = prepare_run(tiny_cfg(
+            tiny_chat_model, tmp_path / out, "reward=outcome", "learner.lora=false",
+            "learner.lr=1e-2", f"learner.sft_coef={coef}", "sft.demos=4", "sft.batch_size=4"))
+        trainer = Trainer(cfg, run_dir)
+        return trainer, [trainer.grpo_step() for _ in range(3)]
+
+    trainer, steps = run(1.0, "sft")
+    assert [m["groups/flat"] for m in steps] == [2, 2, 2]  # no RL signal: outcome 0 everywhere
+    assert [m["update/skipped"] for m in steps] == [0, 0, 0]
+    losses = [m["loss/sft"] for m in steps]
+    assert losses[2] < losses[1] < losses[0]  # the same 4 demonstrations each step
+    assert steps[0]["loss/policy"] == 0.0  # every advantage 0: the SFT term alone
+    assert len(trainer.demonstrations()) == 4
+    _, plain = run(0.0, "plain")
+    assert [m["update/skipped"] for m in plain] == [1, 1, 1]
+    assert all("loss/sft" not in m for m in plain)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["learner.sft_coef=-0.5"], "learner.sft_coef must be >= 0, got -0.5"),
+    (["learner.sft_coef=0.5", "sft.demos=0"], "sft.demos and sft.batch_size >= 1, got 0"),
+])
+def test_sft_coef_out_of_range_is_a_clear_error(tmp_path, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        prepare_run(tiny_cfg(Path("unused"), tmp_path, *extra))
+
+
 def test_rollouts_without_advantage_skip_the_update_and_change_nothing(tiny_chat_model,
                                                                         tmp_path, monkeypatch):
     """A flat group's rollouts (advantage 0) do not pass through the model in the update, and
