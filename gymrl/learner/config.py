@@ -78,7 +78,10 @@ class SFTConfig:
                                "(default: the env's demo_policy)", None)
     demos: int = _help("demonstration episodes", 128)
     batch_size: int = _help("sequences per SFT step", 8)
-    lr: float = _help("SFT learning rate", 1e-3)
+    lr: float = _help("SFT learning rate (the peak, with a schedule)", 1e-3)
+    schedule: str = _help("the SFT learning rate over its steps: constant | cosine (from "
+                          "sft.lr down to 0 by the last step: a higher peak converges in fewer "
+                          "steps)", "constant")
 
 
 @dataclass

@@ -58,6 +58,9 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     for key in ("steps", "resample_flat"):
         if learner[key] < 0:
             raise ConfigError(f"learner.{key} must be >= 0, got {learner[key]}")
+    if cfg["sft"]["schedule"] not in SFT_SCHEDULES:
+        raise ConfigError(f"sft.schedule {cfg['sft']['schedule']!r}; allowed: "
+                          f"{', '.join(SFT_SCHEDULES)}")
     if learner["sft_coef"] < 0:
         raise ConfigError(f"learner.sft_coef must be >= 0, got {learner['sft_coef']}")
     if learner["sft_coef"] and (cfg["sft"]["demos"] < 1 or cfg["sft"]["batch_size"] < 1):
@@ -280,13 +283,13 @@ class Trainer:
         """Teach the tag grammar from the env's scripted demonstrations (cross-entropy)."""
         sft = self.cfg["sft"]
         seqs = self.demonstrations()
-        for group in self.optimizer.param_groups:
-            group["lr"] = sft["lr"]
         rng = random.Random(self.cfg["seed"])
         losses = []
         start = time.perf_counter()
         self.model.train()
-        for _ in range(sft["steps"]):
+        for step in range(sft["steps"]):
+            for group in self.optimizer.param_groups:
+                group["lr"] = sft_lr(sft, step)
             loss = self.demo_loss(rng.sample(seqs, min(sft["batch_size"], len(seqs))))
             self.optimizer.zero_grad()
             loss.backward()
@@ -591,6 +594,16 @@ class Trainer:
             return token_logprobs(self.model, ids, attention, mask, temperature)[0]
         finally:
             checkpoint.assign(self.model, current)
+
+
+SFT_SCHEDULES = ("constant", "cosine")
+
+
+def sft_lr(sft: dict[str, Any], step: int) -> float:
+    """The SFT learning rate at ``step`` (0-based) of ``sft["steps"]``."""
+    if sft["schedule"] == "constant":
+        return sft["lr"]
+    return sft["lr"] * 0.5 * (1 + math.cos(math.pi * step / sft["steps"]))
 
 
 def _is_flat(group: list[Rollout]) -> bool:

@@ -20,7 +20,7 @@ from gymrl.cli import main
 from gymrl.config import load_config, to_container
 from gymrl.learner import checkpoint
 from gymrl.learner.config import TrainConfig
-from gymrl.learner.train import Trainer, prepare_run, train
+from gymrl.learner.train import Trainer, prepare_run, sft_lr, train
 from gymrl.make import make_env
 from plugin_helpers import fake_plugin
 
@@ -107,9 +107,36 @@ def test_sft_term_pulls_toward_the_demonstrations_on_flat_steps(tiny_chat_model,
     assert all("loss/sft" not in m for m in plain)
 
 
+def test_sft_cosine_schedule_decays_from_the_peak_to_near_zero():
+    sft = {"lr": 2e-3, "steps": 4, "schedule": "cosine"}
+    rates = [sft_lr(sft, step) for step in range(4)]
+    assert rates == pytest.approx([2e-3, 2e-3 * (1 + math.cos(math.pi / 4)) / 2, 1e-3,
+                                   2e-3 * (1 + math.cos(3 * math.pi / 4)) / 2])
+    assert rates[-1] > 0  # the last step still learns
+    assert [sft_lr({**sft, "schedule": "constant"}, step) for step in range(4)] == [2e-3] * 4
+
+
+def test_sft_uses_its_schedule_and_hands_grpo_its_own_rate(tiny_chat_model, tmp_path):
+    trainer = Trainer(*prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "sft.steps=3",
+                                            "sft.demos=4", "sft.batch_size=2", "sft.lr=1e-2",
+                                            "sft.schedule=cosine", "learner.lr=3e-4")))
+    seen = []
+    step = trainer.optimizer.step
+
+    def record(*args, **kwargs):
+        seen.append(trainer.optimizer.param_groups[0]["lr"])
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = record
+    trainer.sft()
+    assert seen == pytest.approx([1e-2, 7.5e-3, 2.5e-3])
+    assert trainer.optimizer.param_groups[0]["lr"] == 3e-4
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["learner.sft_coef=-0.5"], "learner.sft_coef must be >= 0, got -0.5"),
     (["learner.sft_coef=0.5", "sft.demos=0"], "sft.demos and sft.batch_size >= 1, got 0"),
+    (["sft.schedule=linear"], "sft.schedule 'linear'; allowed: constant, cosine"),
 ])
 def test_sft_coef_out_of_range_is_a_clear_error(tmp_path, extra, message):
     with pytest.raises(ConfigError, match=message):
