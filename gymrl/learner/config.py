@@ -104,6 +104,10 @@ class TrainConfig:
     seed: int = _help("seed of everything (tasks, sampling, init)", 0)
     output_dir: str | None = _help("run folder; default: a new folder in runs/", None)
     resume: str | None = _help("a run folder to continue from its last checkpoint", None)
+    fork: str | None = _help(
+        "a run folder to start a new run from: its step-0 checkpoint (the policy after SFT), "
+        "its model, env, reward, sft, seed and LoRA shape; learner, rollout and eval come from "
+        "this command (GRPO variants compared from one start)", None)
     checkpoint_every: int = _help("write a checkpoint every N steps", 5)
     keep_checkpoints: int = _help("checkpoints kept on disk", 2)
     progress: bool = _help("show a progress bar", True)

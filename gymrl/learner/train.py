@@ -36,6 +36,9 @@ from gymrl.learner.sequences import Sequence, demonstration
 from gymrl.results import atomic_write_json, fsync_path, new_run_dir, versions
 
 CREDITS = ("episode", "reward_to_go")
+# What a fork takes from the run it starts from: what made its step-0 policy.
+FORK_FIXED = ("model", "env", "reward", "sft", "seed")
+FORK_FIXED_LEARNER = ("lora", "lora_r", "lora_alpha", "lora_dropout", "dtype")
 ROLLOUT_BACKENDS = ("hf", "vllm")
 
 
@@ -88,6 +91,8 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
         saved["resume"], saved["output_dir"] = str(run_dir), str(run_dir)
         saved["progress"] = cfg.get("progress", True)
         return saved, run_dir
+    if cfg.get("fork"):
+        return _fork(cfg)
     run_dir = Path(cfg["output_dir"]) if cfg.get("output_dir") else new_run_dir(
         "train", cfg["env"]["name"])
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -96,6 +101,61 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
 
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(clean)))
     return clean, run_dir
+
+
+def _fork(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+    """A new run folder that starts at another run's step-0 checkpoint (``fork=SRC``).
+
+    The step-0 checkpoint, the SFT metrics and (when this run evaluates the same way) the start
+    evaluation are copied; ``train`` then continues as from a resume, so a fork draws the same
+    tasks and samples as a fresh run with the same config would after its SFT.
+    """
+    from omegaconf import OmegaConf
+
+    from gymrl.results import atomic_write_text
+
+    src = Path(cfg["fork"])
+    start = src / "checkpoints" / "step-0"
+    if not (src / "config.yaml").is_file() or not start.is_dir():
+        raise ConfigError(f"fork={src}: no config.yaml and checkpoints/step-0 there (a run "
+                          "folder whose SFT and start evaluation finished)")
+    saved = _saved_config(src / "config.yaml", cfg)
+    fixed = {**{k: (cfg[k], saved[k]) for k in FORK_FIXED},
+             **{f"learner.{k}": (cfg["learner"][k], saved["learner"][k])
+                for k in FORK_FIXED_LEARNER}}
+    clash = sorted({key for key in (o.split("=", 1)[0] for o in
+                                    cfg.get("_explicit_overrides") or [])
+                    for k, (mine, theirs) in fixed.items()
+                    if (key == k or key.startswith(k + ".")) and mine != theirs})
+    if clash:
+        raise ConfigError(f"fork={src}: {clash} made the policy the fork starts from and come "
+                          f"from {src / 'config.yaml'}; a fork overrides learner, rollout, eval "
+                          "and logging keys only")
+    new = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    new.update({k: saved[k] for k in FORK_FIXED})
+    new["learner"] = {**new["learner"], **{k: saved["learner"][k] for k in FORK_FIXED_LEARNER}}
+    new["fork"], new["resume"] = str(src), None
+    run_dir = Path(cfg["output_dir"]) if cfg.get("output_dir") else new_run_dir(
+        "train", new["env"]["name"])
+    if (run_dir / "checkpoints").exists():
+        raise ConfigError(f"fork: output_dir={run_dir} already holds a run; name a new folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rows = [json.loads(line) for line in (src / "metrics.jsonl").read_text().splitlines()
+            if line.strip()]
+    same_eval = saved["eval"]["episodes"] == new["eval"]["episodes"] and \
+        saved["eval"]["split"] == new["eval"]["split"]
+    keep = [r for r in rows if r.get("step", 0) == 0 and (same_eval or "eval/reward" not in r)]
+    if same_eval:
+        (run_dir / "eval").mkdir(exist_ok=True)
+        shutil.copy2(src / "eval" / "step-00000.jsonl", run_dir / "eval" / "step-00000.jsonl")
+    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in keep))
+    tmp = run_dir / "checkpoints" / ".fork.tmp"
+    shutil.copytree(start, tmp)
+    fsync_path(tmp)
+    os.replace(tmp, run_dir / "checkpoints" / "step-0")
+    atomic_write_text(run_dir / "checkpoints" / "latest", "step-0\n")
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(new)))
+    return new, run_dir
 
 
 def _saved_config(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -210,6 +270,11 @@ class Trainer:
             fh.write(json.dumps(metrics) + "\n")
         plugins.notify_metrics(metrics, step=metrics.get("step", self.step))
 
+    def start_evaluated(self) -> bool:
+        rows = self.metrics_path.read_text().splitlines() if self.metrics_path.is_file() else []
+        return any("eval/reward" in r and r.get("step") == 0
+                   for r in map(json.loads, filter(str.strip, rows)))
+
     def trim_metrics(self, after_step: int) -> None:
         """On resume, drop metric lines written after the checkpoint (they will be redone)."""
         if not self.metrics_path.is_file():
@@ -234,6 +299,8 @@ class Trainer:
         state = checkpoint.load(path, model=self.model, optimizer=self.optimizer,
                                 reward=self.reward)
         checkpoint.set_rng_state(state["rng"], self.learner_backend._rng)
+        for group in self.optimizer.param_groups:  # a fork may train at another rate
+            group["lr"] = self.cfg["learner"]["lr"]
         self.step, self.sft_done = state["step"], state.get("sft_done", True)
         self.trim_metrics(self.step)
         self.sync_rollout_weights()
@@ -622,8 +689,11 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
 
     cfg, run_dir = prepare_run(cfg)
     trainer = Trainer(cfg, run_dir)
-    resumed = bool(cfg.get("resume")) and trainer.restore()
+    resumed = bool(cfg.get("resume") or cfg.get("fork")) and trainer.restore()
     learner = cfg["learner"]
+    if resumed and trainer.step == 0 and not trainer.start_evaluated():
+        # A fork that evaluates differently from its source (or was stopped while doing so).
+        trainer.log({"step": 0, **trainer.evaluate()})
     if not resumed:
         # A fresh start (or a resume killed before its first checkpoint) redoes everything.
         trainer.metrics_path.unlink(missing_ok=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from gymrl import ConfigError, Reward, Score, hookimpl
 from gymrl.cli import main
@@ -542,3 +543,68 @@ def test_train_on_the_inquiry_env_with_dense_information_gain(tiny_chat_model, t
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["sft/demos"] == 4 and summary["steps"] == 1
     assert {"reward/info_gain", "reward/outcome"} <= set(rows[-1])
+
+
+def _rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _trained(rows: list[dict]) -> list[tuple]:
+    """What a step's rollouts earned and its update measured (times left out)."""
+    return [(r["step"], r["reward"], r["loss/policy"], r.get("eval/reward")) for r in rows
+            if "loss/policy" in r]
+
+
+def test_a_fork_trains_as_a_fresh_run_with_its_config_would(tiny_chat_model, tmp_path):
+    """fork=SRC: the same SFT'd start, then this command's learner: identical to a fresh run."""
+    sft = ("sft.steps=2", "sft.demos=4", "sft.batch_size=2")
+    source, fork, fresh = tmp_path / "source", tmp_path / "fork", tmp_path / "fresh"
+    train(tiny_cfg(tiny_chat_model, source, "learner.steps=1", *sft))
+    # On the command line: the source's own env and reward may be repeated, not changed.
+    argv = [a for a in tiny_args(tiny_chat_model, fork, "learner.steps=2", "learner.lr=5e-3")
+            if not a.startswith(("model=", "sft."))]
+    assert main(["train", f"fork={source}", *argv]) == 0
+    train(tiny_cfg(tiny_chat_model, fresh, "learner.steps=2", "learner.lr=5e-3", *sft))
+    forked, again = _rows(fork), _rows(fresh)
+    assert _trained(forked) == _trained(again) and len(_trained(forked)) == 2
+    starts = [[r for r in rows if r["step"] == 0 and "eval/reward" in r]
+              for rows in (_rows(source), forked)]
+    assert starts[0] == starts[1]  # the start evaluation is the source's, copied
+    assert (fork / "eval" / "step-00000.jsonl").read_bytes() == \
+        (source / "eval" / "step-00000.jsonl").read_bytes()
+    saved = yaml.safe_load((fork / "config.yaml").read_text())
+    assert saved["fork"] == str(source) and saved["learner"]["lr"] == 5e-3
+    assert saved["sft"]["steps"] == 2 and saved["model"] == str(tiny_chat_model)
+    a = torch.load(fork / "checkpoints" / "step-2" / "weights.pt", weights_only=True)
+    b = torch.load(fresh / "checkpoints" / "step-2" / "weights.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_fork_that_evaluates_differently_evaluates_its_start(tiny_chat_model, tmp_path):
+    source = tmp_path / "source"
+    train(tiny_cfg(tiny_chat_model, source, "learner.steps=0"))
+    summary = train(tiny_cfg(tiny_chat_model, tmp_path / "fork", f"fork={source}",
+                             "learner.steps=1", "eval.episodes=3"))
+    assert summary["start"]["eval/episodes"] == 3 and summary["end"]["eval/episodes"] == 3
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["seed=3"], r"\['seed'\] made the policy the fork starts from"),
+    (["sft.steps=5", "learner.lora_r=4", "env=router"], r"\['learner.lora_r', 'sft.steps'\]"),
+])
+def test_a_fork_refuses_to_change_its_start(tiny_chat_model, tmp_path, extra, message):
+    source = tmp_path / "source"
+    train(tiny_cfg(tiny_chat_model, source, "learner.steps=0"))
+    cfg = tiny_cfg(tiny_chat_model, tmp_path / "fork", f"fork={source}", *extra)
+    cfg["_explicit_overrides"] = [f"fork={source}", *extra]
+    with pytest.raises(ConfigError, match=message):
+        prepare_run(cfg)
+
+
+def test_a_fork_needs_a_run_with_a_start_and_a_new_folder(tiny_chat_model, tmp_path):
+    with pytest.raises(ConfigError, match="no config.yaml and checkpoints/step-0 there"):
+        prepare_run(tiny_cfg(tiny_chat_model, tmp_path / "fork", f"fork={tmp_path}"))
+    source = tmp_path / "source"
+    train(tiny_cfg(tiny_chat_model, source, "learner.steps=0"))
+    with pytest.raises(ConfigError, match="already holds a run; name a new folder"):
+        prepare_run(tiny_cfg(tiny_chat_model, source, f"fork={source}"))
