@@ -154,6 +154,7 @@ def _fork(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     fsync_path(tmp)
     os.replace(tmp, run_dir / "checkpoints" / "step-0")
     atomic_write_text(run_dir / "checkpoints" / "latest", "step-0\n")
+    atomic_write_json(run_dir / "versions.json", versions())
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(new)))
     return new, run_dir
 

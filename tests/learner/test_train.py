@@ -575,6 +575,7 @@ def test_a_fork_trains_as_a_fresh_run_with_its_config_would(tiny_chat_model, tmp
     saved = yaml.safe_load((fork / "config.yaml").read_text())
     assert saved["fork"] == str(source) and saved["learner"]["lr"] == 5e-3
     assert saved["sft"]["steps"] == 2 and saved["model"] == str(tiny_chat_model)
+    assert json.loads((fork / "versions.json").read_text())["gymrl"]
     a = torch.load(fork / "checkpoints" / "step-2" / "weights.pt", weights_only=True)
     b = torch.load(fresh / "checkpoints" / "step-2" / "weights.pt", weights_only=True)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
