@@ -16,6 +16,11 @@ import numpy as np
 
 from gymrl_envs.router.world import RELATIONS
 
+# A relation as the chain in the first thought names it: a word of the question's own.
+CHAIN_WORDS = {"capital_of": "capital", "country_of": "country", "birthplace": "born",
+               "birth_year": "year", "author_of": "author", "discoverer_of": "discoverer",
+               "arithmetic": "arithmetic"}
+
 _ANSWER_RE = re.compile(r"The answer is (.+?)\.?$")
 
 
@@ -44,8 +49,15 @@ def _route(env: Any, choose: Callable[[Any, str], str]) -> str:
             subject = hop["subject"] if k == 0 else last
             question = RELATIONS[hop["relation"]][3].format(x=subject)
         expert = choose(env, hop["domain"])
-        return (f"<think>Step {k + 1} of {len(hops)} is a {hop['domain']} question; "
-                f"{expert} should answer it.</think>\n<search>{expert}: {question}</search>")
+        # The first turn lists the question's relations, innermost first, each by a word the
+        # question itself uses, and every step names its own: whether another step follows is
+        # then read off the list (is there a word after this one?) instead of a hop count
+        # guessed from the whole question up front, which a 135M model imitating it learned as
+        # one choice shared by every question (README, "Where training stands").
+        chain = f"Chain: {', '.join(CHAIN_WORDS[h['relation']] for h in hops)}. " if k == 0 else ""
+        return (f"<think>{chain}Step {k + 1} ({CHAIN_WORDS[hop['relation']]}) is a "
+                f"{hop['domain']} question; {expert} should answer it.</think>\n"
+                f"<search>{expert}: {question}</search>")
     return f"<think>{expert_said(last)}</think>\n<answer>{last}</answer>"
 
 
