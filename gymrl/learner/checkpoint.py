@@ -49,7 +49,7 @@ def set_rng_state(state: dict[str, Any], extra: random.Random | None = None) -> 
 
 def save(run_dir: Path, step: int, *, model: Any, optimizer: Any, reward: Any,
          rng: dict[str, Any], extra: dict[str, Any], keep: int = 2) -> Path:
-    """Write checkpoint ``step`` and point ``latest`` at it; keep the last ``keep``."""
+    """Write checkpoint ``step`` and point ``latest`` at it; keep the last ``keep`` and step 0."""
     import torch
 
     root = run_dir / "checkpoints"
@@ -67,7 +67,9 @@ def save(run_dir: Path, step: int, *, model: Any, optimizer: Any, reward: Any,
     os.replace(tmp, final)
     fsync_path(root, files=False)  # the rename itself
     atomic_write_text(root / "latest", final.name + "\n")
-    steps = sorted((int(p.name.split("-")[1]) for p in root.glob("step-*")), reverse=True)
+    # Step 0 (the policy after SFT) is always kept: ``fork=`` starts new runs from it.
+    steps = sorted((int(p.name.split("-")[1]) for p in root.glob("step-*")
+                    if p.name != "step-0"), reverse=True)
     for old in steps[keep:]:
         shutil.rmtree(root / f"step-{old}", ignore_errors=True)
     return final

@@ -80,8 +80,7 @@ class SFTConfig:
     batch_size: int = _help("sequences per SFT step", 8)
     lr: float = _help("SFT learning rate (the peak, with a schedule)", 1e-3)
     schedule: str = _help("the SFT learning rate over its steps: constant | cosine (from "
-                          "sft.lr down to 0 by the last step: a higher peak converges in fewer "
-                          "steps)", "constant")
+                          "sft.lr at the first step towards 0 at the last)", "constant")
 
 
 @dataclass
@@ -106,8 +105,9 @@ class TrainConfig:
     resume: str | None = _help("a run folder to continue from its last checkpoint", None)
     fork: str | None = _help(
         "a run folder to start a new run from: its step-0 checkpoint (the policy after SFT), "
-        "its model, env, reward, sft, seed and LoRA shape; learner, rollout and eval come from "
-        "this command (GRPO variants compared from one start)", None)
+        "its model, env, reward, sft, seed, LoRA shape and learner dtype; the other learner "
+        "keys, rollout and eval come from this command (GRPO variants compared from one "
+        "start)", None)
     checkpoint_every: int = _help("write a checkpoint every N steps", 5)
     keep_checkpoints: int = _help("checkpoints kept on disk", 2)
     progress: bool = _help("show a progress bar", True)

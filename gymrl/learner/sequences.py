@@ -30,6 +30,14 @@ class Sequence:
     def policy_tokens(self) -> int:
         return sum(self.mask)
 
+    def turn_tokens(self) -> list[list[int]]:
+        """The policy's token ids, turn by turn."""
+        turns: dict[int, list[int]] = {}
+        for token, turn in zip(self.ids, self.turn, strict=True):
+            if turn >= 0:
+                turns.setdefault(turn, []).append(token)
+        return [turns[k] for k in sorted(turns)]
+
 
 def render(tokenizer: Any, messages: list[dict[str, str]], *, generation_prompt: bool) -> str:
     return tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt,

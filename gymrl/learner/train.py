@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,14 @@ from gymrl.learner.grpo import (
 )
 from gymrl.learner.rollout import Rollout, reset_group, run_rollouts
 from gymrl.learner.sequences import Sequence, demonstration
-from gymrl.results import atomic_write_json, fsync_path, new_run_dir, versions
+from gymrl.results import atomic_write_json, atomic_write_text, fsync_path, new_run_dir, versions
 
 CREDITS = ("episode", "reward_to_go")
 # What a fork takes from the run it starts from: what made its step-0 policy.
 FORK_FIXED = ("model", "env", "reward", "sft", "seed")
 FORK_FIXED_LEARNER = ("lora", "lora_r", "lora_alpha", "lora_dropout", "dtype")
 ROLLOUT_BACKENDS = ("hf", "vllm")
+SFT_SCHEDULES = ("constant", "cosine")
 
 
 def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
@@ -112,38 +114,40 @@ def _fork(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     """
     from omegaconf import OmegaConf
 
-    from gymrl.results import atomic_write_text
-
-    src = Path(cfg["fork"])
+    src = Path(cfg["fork"]).resolve()
     start = src / "checkpoints" / "step-0"
     if not (src / "config.yaml").is_file() or not start.is_dir():
         raise ConfigError(f"fork={src}: no config.yaml and checkpoints/step-0 there (a run "
                           "folder whose SFT and start evaluation finished)")
     saved = _saved_config(src / "config.yaml", cfg)
-    fixed = {**{k: (cfg[k], saved[k]) for k in FORK_FIXED},
-             **{f"learner.{k}": (cfg["learner"][k], saved["learner"][k])
-                for k in FORK_FIXED_LEARNER}}
-    clash = sorted({key for key in (o.split("=", 1)[0] for o in
+    fixed = [*FORK_FIXED, *(f"learner.{k}" for k in FORK_FIXED_LEARNER)]
+    mine, theirs = OmegaConf.create(cfg), OmegaConf.create(saved)
+    clash = sorted({key for key in (o.split("=", 1)[0].strip() for o in
                                     cfg.get("_explicit_overrides") or [])
-                    for k, (mine, theirs) in fixed.items()
-                    if (key == k or key.startswith(k + ".")) and mine != theirs})
+                    if any(key == k or key.startswith(k + ".") for k in fixed)
+                    and OmegaConf.select(mine, key) != OmegaConf.select(theirs, key)})
     if clash:
         raise ConfigError(f"fork={src}: {clash} made the policy the fork starts from and come "
-                          f"from {src / 'config.yaml'}; a fork overrides learner, rollout, eval "
-                          "and logging keys only")
+                          f"from {src / 'config.yaml'}; a fork may override the learner's "
+                          "GRPO keys (not its LoRA shape or dtype), rollout, eval and logging")
     new = {k: v for k, v in cfg.items() if not k.startswith("_")}
     new.update({k: saved[k] for k in FORK_FIXED})
     new["learner"] = {**new["learner"], **{k: saved["learner"][k] for k in FORK_FIXED_LEARNER}}
     new["fork"], new["resume"] = str(src), None
     run_dir = Path(cfg["output_dir"]) if cfg.get("output_dir") else new_run_dir(
         "train", new["env"]["name"])
-    if (run_dir / "checkpoints").exists():
-        raise ConfigError(f"fork: output_dir={run_dir} already holds a run; name a new folder")
+    if (run_dir / "config.yaml").exists():
+        raise ConfigError(f"fork: output_dir={run_dir} already holds a run; name a new folder "
+                          f"(or resume={run_dir} to continue it)")
+    # config.yaml is written last: a fork stopped before it is made again from the start.
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     rows = [json.loads(line) for line in (src / "metrics.jsonl").read_text().splitlines()
             if line.strip()]
-    same_eval = saved["eval"]["episodes"] == new["eval"]["episodes"] and \
-        saved["eval"]["split"] == new["eval"]["split"]
+    # The start evaluation is the source's when it would come out the same here.
+    same_eval = all(OmegaConf.select(theirs, k) == OmegaConf.select(OmegaConf.create(new), k)
+                    for k in ("eval.episodes", "eval.split", "rollout.max_new_tokens",
+                              "rollout.backend", "rollout.dtype", "learner.device"))
     keep = [r for r in rows if r.get("step", 0) == 0 and (same_eval or "eval/reward" not in r)]
     if same_eval:
         (run_dir / "eval").mkdir(exist_ok=True)
@@ -272,6 +276,7 @@ class Trainer:
         plugins.notify_metrics(metrics, step=metrics.get("step", self.step))
 
     def start_evaluated(self) -> bool:
+        """Whether the metrics hold the step-0 evaluation (a fork may still owe it)."""
         rows = self.metrics_path.read_text().splitlines() if self.metrics_path.is_file() else []
         return any("eval/reward" in r and r.get("step") == 0
                    for r in map(json.loads, filter(str.strip, rows)))
@@ -302,6 +307,7 @@ class Trainer:
         checkpoint.set_rng_state(state["rng"], self.learner_backend._rng)
         for group in self.optimizer.param_groups:  # a fork may train at another rate
             group["lr"] = self.cfg["learner"]["lr"]
+            group["weight_decay"] = self.cfg["learner"]["weight_decay"]
         self.step, self.sft_done = state["step"], state.get("sft_done", True)
         self.trim_metrics(self.step)
         self.sync_rollout_weights()
@@ -338,6 +344,11 @@ class Trainer:
                 role = "assistant" if turn.role == "policy" else "user"
                 messages.append({"role": role, "content": turn.text})
             seqs.append(demonstration(tok, messages))
+        longest = max((len(t) for s in seqs for t in s.turn_tokens()), default=0)
+        if longest > self.cfg["rollout"]["max_new_tokens"]:
+            warnings.warn(f"a demonstration's turn is {longest} tokens, more than "
+                          f"rollout.max_new_tokens={self.cfg['rollout']['max_new_tokens']}: "
+                          "the policy cannot finish such a turn when it samples", stacklevel=2)
         self._demos = seqs
         return seqs
 
@@ -662,9 +673,6 @@ class Trainer:
             return token_logprobs(self.model, ids, attention, mask, temperature)[0]
         finally:
             checkpoint.assign(self.model, current)
-
-
-SFT_SCHEDULES = ("constant", "cosine")
 
 
 def sft_lr(sft: dict[str, Any], step: int) -> float:

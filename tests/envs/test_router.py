@@ -181,6 +181,28 @@ def _eval(policy: str, n: int = 200, **env_options):
     return acc, cost, rewards
 
 
+def test_oracle_thoughts_list_the_chain_and_name_each_step():
+    """The SFT demonstrations: the relations up front, each step named, no up-front count."""
+    from gymrl_envs.router.scripted import CHAIN_WORDS
+    from gymrl_envs.router.world import RELATIONS
+
+    assert set(CHAIN_WORDS) == {*RELATIONS, "arithmetic"}
+    env = make_env("router", split="train")
+    for seed in range(60):
+        env.reset(seed=seed)
+        if env.unwrapped.episode.task.prompt.startswith("What is the capital of the country "
+                                                        "where"):
+            break
+    records = run_episodes(lambda: make_env("router", split="train"), ScriptedBackend("oracle"),
+                           episodes=1, seed=seed)
+    thoughts = [t.text.split("</think>")[0] for t in records[0][0].turns if t.role == "policy"]
+    assert thoughts[0].startswith("<think>Chain: born, country, capital. Step 1 (born) is a "
+                                  "history question;")
+    assert thoughts[1].startswith("<think>Step 2 (country) is a geography question;")
+    assert thoughts[2].startswith("<think>Step 3 (capital) is a geography question;")
+    assert thoughts[3].startswith("<think>The experts' answers lead to")
+
+
 def test_oracle_matches_strongest_accuracy_for_less_money():
     acc_o, cost_o, _ = _eval("oracle")
     acc_s, cost_s, _ = _eval("strongest")

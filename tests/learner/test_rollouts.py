@@ -35,6 +35,8 @@ def test_demonstration_masks_exactly_the_assistant_text(tiny_chat_model):
     assert "<information>I</information>" in env and "<answer>" not in env
     assert tok.decode(seq.ids) == render(tok, messages, generation_prompt=False).removesuffix(
         "<|im_end|>\n")
+    assert [tok.decode(t) for t in seq.turn_tokens()] == [messages[2]["content"],
+                                                           messages[4]["content"]]
 
 
 def test_rollouts_record_exact_policy_tokens_and_mask_env_tokens(tiny_chat_model):

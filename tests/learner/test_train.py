@@ -586,7 +586,22 @@ def test_a_fork_that_evaluates_differently_evaluates_its_start(tiny_chat_model, 
     train(tiny_cfg(tiny_chat_model, source, "learner.steps=0"))
     summary = train(tiny_cfg(tiny_chat_model, tmp_path / "fork", f"fork={source}",
                              "learner.steps=1", "eval.episodes=3"))
-    assert summary["start"]["eval/episodes"] == 3 and summary["end"]["eval/episodes"] == 3
+    assert summary["start"]["step"] == 0 and summary["start"]["eval/episodes"] == 3
+    assert summary["end"]["eval/episodes"] == 3 and "change" in summary
+    assert len((tmp_path / "fork" / "eval" / "step-00000.jsonl").read_text().splitlines()) == 3
+
+
+def test_step_0_outlives_checkpoint_pruning_and_a_killed_fork_is_made_again(
+        tiny_chat_model, tmp_path):
+    source = tmp_path / "source"
+    train(tiny_cfg(tiny_chat_model, source, "learner.steps=3", "checkpoint_every=1",
+                   "keep_checkpoints=1"))
+    assert sorted(p.name for p in (source / "checkpoints").glob("step-*")) == \
+        ["step-0", "step-3"]
+    fork = tmp_path / "fork"
+    (fork / "checkpoints" / ".fork.tmp").mkdir(parents=True)  # a fork stopped mid-copy
+    summary = train(tiny_cfg(tiny_chat_model, fork, f"fork={source}", "learner.steps=1"))
+    assert summary["steps"] == 1 and not (fork / "checkpoints" / ".fork.tmp").exists()
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -607,5 +622,5 @@ def test_a_fork_needs_a_run_with_a_start_and_a_new_folder(tiny_chat_model, tmp_p
         prepare_run(tiny_cfg(tiny_chat_model, tmp_path / "fork", f"fork={tmp_path}"))
     source = tmp_path / "source"
     train(tiny_cfg(tiny_chat_model, source, "learner.steps=0"))
-    with pytest.raises(ConfigError, match="already holds a run; name a new folder"):
+    with pytest.raises(ConfigError, match="already holds a run; name a new folder .or resume="):
         prepare_run(tiny_cfg(tiny_chat_model, source, f"fork={source}"))

@@ -16,7 +16,7 @@ import numpy as np
 
 from gymrl_envs.router.world import RELATIONS
 
-# A relation as the chain in the first thought names it: a word of the question's own.
+# A relation as the chain in the first thought names it (multi-hop questions use these words).
 CHAIN_WORDS = {"capital_of": "capital", "country_of": "country", "birthplace": "born",
                "birth_year": "year", "author_of": "author", "discoverer_of": "discoverer",
                "arithmetic": "arithmetic"}
@@ -49,9 +49,10 @@ def _route(env: Any, choose: Callable[[Any, str], str]) -> str:
             subject = hop["subject"] if k == 0 else last
             question = RELATIONS[hop["relation"]][3].format(x=subject)
         expert = choose(env, hop["domain"])
-        # The first turn lists the question's relations, innermost first, each by a word the
-        # question itself uses, and every step names its own: whether another step follows is
-        # then read off the list (is there a word after this one?) instead of a hop count
+        # The first turn lists the question's relations, innermost first, each by one word
+        # (the question's own in multi-hop questions), and every step names its own: whether
+        # another step follows is then read off the list (is there a word after this one?)
+        # instead of a hop count
         # guessed from the whole question up front, which a 135M model imitating it learned as
         # one choice shared by every question (README, "Where training stands").
         chain = f"Chain: {', '.join(CHAIN_WORDS[h['relation']] for h in hops)}. " if k == 0 else ""
