@@ -52,9 +52,9 @@ def _route(env: Any, choose: Callable[[Any, str], str]) -> str:
         # The first turn lists the question's relations, innermost first, each by one word
         # (the question's own in multi-hop questions), and every step names its own: whether
         # another step follows is then read off the list (is there a word after this one?)
-        # instead of a hop count
-        # guessed from the whole question up front, which a 135M model imitating it learned as
-        # one choice shared by every question (README, "Where training stands").
+        # instead of a hop count guessed from the whole question up front, which a 135M model
+        # imitating it learned as one choice shared by every question (README, "Where
+        # training stands").
         chain = f"Chain: {', '.join(CHAIN_WORDS[h['relation']] for h in hops)}. " if k == 0 else ""
         return (f"<think>{chain}Step {k + 1} ({CHAIN_WORDS[hop['relation']]}) is a "
                 f"{hop['domain']} question; {expert} should answer it.</think>\n"
