@@ -1,8 +1,6 @@
 """How sure is a trained router of how many hops a question has? A probe of one token.
 
-The router's scripted demonstrations began every turn with ``<think>Step k of N`` until the
-chain format (``Chain: born, country. Step 1 (born) ...``) replaced the up-front count; this
-probe measures models trained on the earlier demonstrations, whose results it keeps. It reads a
+The router's scripted demonstrations begin every turn with ``<think>Step k of N``. This reads a
 checkpoint of a ``gymrl train`` run (the post-SFT one, ``step-0``, by default), gives it each
 held-out question the run's evaluation saw, with the prefix ``<think>Step 1 of `` already
 written, and records the probability of the next token being ``1``, ``2`` or ``3``, by how many

@@ -181,8 +181,8 @@ def _eval(policy: str, n: int = 200, **env_options):
     return acc, cost, rewards
 
 
-def test_oracle_thoughts_list_the_chain_and_name_each_step():
-    """The SFT demonstrations: the relations up front, each step named, no up-front count."""
+def test_oracle_chain_thoughts_list_the_relations_and_name_each_step():
+    """sft.policy=oracle_chain: the relations up front, each step named, no up-front count."""
     from gymrl_envs.router.scripted import CHAIN_WORDS
     from gymrl_envs.router.world import RELATIONS
 
@@ -193,9 +193,17 @@ def test_oracle_thoughts_list_the_chain_and_name_each_step():
         if env.unwrapped.episode.task.prompt.startswith("What is the capital of the country "
                                                         "where"):
             break
-    records = run_episodes(lambda: make_env("router", split="train"), ScriptedBackend("oracle"),
-                           episodes=1, seed=seed)
-    thoughts = [t.text.split("</think>")[0] for t in records[0][0].turns if t.role == "policy"]
+    def thoughts(policy: str) -> list[str]:
+        records = run_episodes(lambda: make_env("router", split="train"),
+                               ScriptedBackend(policy), episodes=1, seed=seed)
+        return [t.text.split("</think>")[0] for t in records[0][0].turns if t.role == "policy"]
+
+    assert thoughts("oracle")[:3] == [f"<think>Step {k} of 3 is a {domain} question; "
+                                      f"{expert} should answer it."
+                                      for k, domain, expert in [(1, "history", "scribe-13b"),
+                                                                (2, "geography", "atlas-8b"),
+                                                                (3, "geography", "atlas-8b")]]
+    thoughts = thoughts("oracle_chain")
     assert thoughts[0].startswith("<think>Chain: born, country, capital. Step 1 (born) is a "
                                   "history question;")
     assert thoughts[1].startswith("<think>Step 2 (country) is a geography question;")

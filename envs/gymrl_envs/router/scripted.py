@@ -29,7 +29,7 @@ def _reply_answer(text: str) -> str:
     return (m.group(1) if m else text).strip()
 
 
-def _route(env: Any, choose: Callable[[Any, str], str]) -> str:
+def _route(env: Any, choose: Callable[[Any, str], str], *, chain: bool = False) -> str:
     episode = env.episode
     hops = episode.task.hidden.get("hops", [])
     calls = [c for c in episode.tool_calls if c.error is None]
@@ -49,16 +49,18 @@ def _route(env: Any, choose: Callable[[Any, str], str]) -> str:
             subject = hop["subject"] if k == 0 else last
             question = RELATIONS[hop["relation"]][3].format(x=subject)
         expert = choose(env, hop["domain"])
-        # The first turn lists the question's relations, innermost first, each by one word
-        # (the question's own in multi-hop questions), and every step names its own: whether
-        # another step follows is then read off the list (is there a word after this one?)
-        # instead of a hop count guessed from the whole question up front, which a 135M model
-        # imitating it learned as one choice shared by every question (README, "Where
-        # training stands").
-        chain = f"Chain: {', '.join(CHAIN_WORDS[h['relation']] for h in hops)}. " if k == 0 else ""
-        return (f"<think>{chain}Step {k + 1} ({CHAIN_WORDS[hop['relation']]}) is a "
-                f"{hop['domain']} question; {expert} should answer it.</think>\n"
-                f"<search>{expert}: {question}</search>")
+        if chain:
+            # The first turn lists the question's relations, innermost first, each by one
+            # word (the question's own in multi-hop questions), and every step names its own:
+            # whether another step follows is then read off the list (is there a word after
+            # this one?) instead of a hop count guessed from the whole question up front.
+            words = ", ".join(CHAIN_WORDS[h["relation"]] for h in hops)
+            step = (f"Chain: {words}. " if k == 0 else "") + \
+                f"Step {k + 1} ({CHAIN_WORDS[hop['relation']]})"
+        else:
+            step = f"Step {k + 1} of {len(hops)}"
+        return (f"<think>{step} is a {hop['domain']} question; {expert} should answer "
+                f"it.</think>\n<search>{expert}: {question}</search>")
     return f"<think>{expert_said(last)}</think>\n<answer>{last}</answer>"
 
 
@@ -116,6 +118,11 @@ def oracle(env: Any) -> str:
     return _route(env, _oracle)
 
 
+def oracle_chain(env: Any) -> str:
+    """The oracle's routing; its thoughts list the question's relations instead of a count."""
+    return _route(env, _oracle, chain=True)
+
+
 def strongest(env: Any) -> str:
     """Always the expert with the best average accuracy (the priciest on ties)."""
     return _route(env, _strongest)
@@ -155,6 +162,7 @@ def costly_wrong(env: Any) -> str:
 
 POLICIES: dict[str, Callable[[Any], str]] = {
     "oracle": oracle,
+    "oracle_chain": oracle_chain,
     "strongest": strongest,
     "cheapest": cheapest,
     "random": random,
