@@ -109,5 +109,6 @@ class TrainConfig:
         "keys, rollout and eval come from this command (GRPO variants compared from one "
         "start)", None)
     checkpoint_every: int = _help("write a checkpoint every N steps", 5)
-    keep_checkpoints: int = _help("checkpoints kept on disk", 2)
+    keep_checkpoints: int = _help("the latest checkpoints kept on disk (step 0, the start "
+                                  "fork= uses, is kept as well)", 2)
     progress: bool = _help("show a progress bar", True)
