@@ -63,15 +63,7 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     for key in ("steps", "resample_flat"):
         if learner[key] < 0:
             raise ConfigError(f"learner.{key} must be >= 0, got {learner[key]}")
-    if cfg["sft"]["schedule"] not in SFT_SCHEDULES:
-        raise ConfigError(f"sft.schedule {cfg['sft']['schedule']!r}; allowed: "
-                          f"{', '.join(SFT_SCHEDULES)}")
-    if learner["sft_coef"] < 0:
-        raise ConfigError(f"learner.sft_coef must be >= 0, got {learner['sft_coef']}")
-    if learner["sft_coef"] and (cfg["sft"]["demos"] < 1 or cfg["sft"]["batch_size"] < 1):
-        raise ConfigError(f"learner.sft_coef={learner['sft_coef']} needs demonstrations: "
-                          f"sft.demos and sft.batch_size >= 1, got {cfg['sft']['demos']} and "
-                          f"{cfg['sft']['batch_size']}")
+    _check_sft(cfg)
     for key in ("groups", "group_size", "mu", "micro_batch"):
         if learner[key] < 1:
             raise ConfigError(f"learner.{key} must be >= 1, got {learner[key]}")
@@ -105,12 +97,27 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     return clean, run_dir
 
 
+def _check_sft(cfg: dict[str, Any]) -> None:
+    """The SFT keys, and the SFT term's need for demonstrations."""
+    sft, coef = cfg["sft"], cfg["learner"]["sft_coef"]
+    if sft["schedule"] not in SFT_SCHEDULES:
+        raise ConfigError(f"sft.schedule {sft['schedule']!r}; allowed: "
+                          f"{', '.join(SFT_SCHEDULES)}")
+    if coef < 0:
+        raise ConfigError(f"learner.sft_coef must be >= 0, got {coef}")
+    if coef and (sft["demos"] < 1 or sft["batch_size"] < 1):
+        raise ConfigError(f"learner.sft_coef={coef} needs demonstrations: sft.demos and "
+                          f"sft.batch_size >= 1, got {sft['demos']} and {sft['batch_size']}")
+
+
 def _fork(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     """A new run folder that starts at another run's step-0 checkpoint (``fork=SRC``).
 
     The step-0 checkpoint, the SFT metrics and (when this run evaluates the same way) the start
-    evaluation are copied; ``train`` then continues as from a resume, so a fork draws the same
-    tasks and samples as a fresh run with the same config would after its SFT.
+    evaluation are copied; ``train`` then continues as from a resume, so a fork that evaluates
+    as its source did draws the same tasks and samples as a fresh run with its config would
+    after the same SFT. (One that evaluates otherwise evaluates its start itself, and that
+    evaluation draws from the rollouts' generator, so its samples differ.)
     """
     from omegaconf import OmegaConf
 
@@ -134,6 +141,7 @@ def _fork(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     new.update({k: saved[k] for k in FORK_FIXED})
     new["learner"] = {**new["learner"], **{k: saved["learner"][k] for k in FORK_FIXED_LEARNER}}
     new["fork"], new["resume"] = str(src), None
+    _check_sft(new)  # the source's demonstrations, this command's SFT term
     run_dir = Path(cfg["output_dir"]) if cfg.get("output_dir") else new_run_dir(
         "train", new["env"]["name"])
     if (run_dir / "config.yaml").exists():
@@ -701,8 +709,10 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     resumed = bool(cfg.get("resume") or cfg.get("fork")) and trainer.restore()
     learner = cfg["learner"]
     if resumed and trainer.step == 0 and not trainer.start_evaluated():
-        # A fork that evaluates differently from its source (or was stopped while doing so).
+        # A fork that evaluates differently from its source (or was stopped while doing so);
+        # saved, so a resume goes on from after it, as this run does.
         trainer.log({"step": 0, **trainer.evaluate()})
+        trainer.save()
     if not resumed:
         # A fresh start (or a resume killed before its first checkpoint) redoes everything.
         trainer.metrics_path.unlink(missing_ok=True)

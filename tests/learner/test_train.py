@@ -617,6 +617,15 @@ def test_a_fork_refuses_to_change_its_start(tiny_chat_model, tmp_path, extra, me
         prepare_run(cfg)
 
 
+def test_a_fork_with_the_sft_term_needs_its_source_to_have_demonstrations(tiny_chat_model,
+                                                                          tmp_path):
+    source = tmp_path / "source"
+    train(tiny_cfg(tiny_chat_model, source, "learner.steps=0", "sft.demos=0"))
+    with pytest.raises(ConfigError, match="learner.sft_coef=0.5 needs demonstrations"):
+        prepare_run(tiny_cfg(tiny_chat_model, tmp_path / "fork", f"fork={source}",
+                             "learner.sft_coef=0.5"))
+
+
 def test_a_fork_needs_a_run_with_a_start_and_a_new_folder(tiny_chat_model, tmp_path):
     with pytest.raises(ConfigError, match="no config.yaml and checkpoints/step-0 there"):
         prepare_run(tiny_cfg(tiny_chat_model, tmp_path / "fork", f"fork={tmp_path}"))
