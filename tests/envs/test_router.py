@@ -193,6 +193,9 @@ def test_oracle_chain_thoughts_list_the_relations_and_name_each_step():
         if env.unwrapped.episode.task.prompt.startswith("What is the capital of the country "
                                                         "where"):
             break
+    else:
+        pytest.fail("no 3-hop capital question in the first 60 training seeds")
+
     def thoughts(policy: str) -> list[str]:
         records = run_episodes(lambda: make_env("router", split="train"),
                                ScriptedBackend(policy), episodes=1, seed=seed)
@@ -203,12 +206,12 @@ def test_oracle_chain_thoughts_list_the_relations_and_name_each_step():
                                       for k, domain, expert in [(1, "history", "scribe-13b"),
                                                                 (2, "geography", "atlas-8b"),
                                                                 (3, "geography", "atlas-8b")]]
-    thoughts = thoughts("oracle_chain")
-    assert thoughts[0].startswith("<think>Chain: born, country, capital. Step 1 (born) is a "
-                                  "history question;")
-    assert thoughts[1].startswith("<think>Step 2 (country) is a geography question;")
-    assert thoughts[2].startswith("<think>Step 3 (capital) is a geography question;")
-    assert thoughts[3].startswith("<think>The experts' answers lead to")
+    chain = thoughts("oracle_chain")
+    assert chain[0].startswith("<think>Chain: born, country, capital. Step 1 (born) is a "
+                               "history question;")
+    assert chain[1].startswith("<think>Step 2 (country) is a geography question;")
+    assert chain[2].startswith("<think>Step 3 (capital) is a geography question;")
+    assert chain[3].startswith("<think>The experts' answers lead to")
 
 
 def test_oracle_matches_strongest_accuracy_for_less_money():
