@@ -97,6 +97,11 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     return clean, run_dir
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file (metrics, per-episode evaluations); blank lines skipped."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def _check_sft(cfg: dict[str, Any]) -> None:
     """The SFT keys, and the SFT term's need for demonstrations."""
     sft, coef = cfg["sft"], cfg["learner"]["sft_coef"]
@@ -150,8 +155,7 @@ def _fork(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     # config.yaml is written last: a fork stopped before it is made again from the start.
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    rows = [json.loads(line) for line in (src / "metrics.jsonl").read_text().splitlines()
-            if line.strip()]
+    rows = read_jsonl(src / "metrics.jsonl")
     # The start evaluation is the source's when it would come out the same here.
     same_eval = all(OmegaConf.select(theirs, k) == OmegaConf.select(OmegaConf.create(new), k)
                     for k in ("eval.episodes", "eval.split", "rollout.max_new_tokens",
@@ -285,9 +289,8 @@ class Trainer:
 
     def start_evaluated(self) -> bool:
         """Whether the metrics hold the step-0 evaluation (a fork may still owe it)."""
-        rows = self.metrics_path.read_text().splitlines() if self.metrics_path.is_file() else []
-        return any("eval/reward" in r and r.get("step") == 0
-                   for r in map(json.loads, filter(str.strip, rows)))
+        rows = read_jsonl(self.metrics_path) if self.metrics_path.is_file() else []
+        return any("eval/reward" in r and r.get("step") == 0 for r in rows)
 
     def trim_metrics(self, after_step: int) -> None:
         """On resume, drop metric lines written after the checkpoint (they will be redone)."""
@@ -778,8 +781,7 @@ def finish(trainer: Trainer) -> dict[str, Any]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    rows = [json.loads(line) for line in trainer.metrics_path.read_text().splitlines() if line]
-    evals = [r for r in rows if "eval/reward" in r]
+    evals = [r for r in read_jsonl(trainer.metrics_path) if "eval/reward" in r]
     summary: dict[str, Any] = {"run_dir": str(run_dir), "steps": trainer.step,
                                "start": evals[0] if evals else None,
                                "end": evals[-1] if evals else None}
@@ -787,11 +789,8 @@ def finish(trainer: Trainer) -> dict[str, Any]:
     if trainer.step and first.is_file() and last.is_file():
         from gymrl.evaluate import paired_change
 
-        def load(path: Path) -> list[dict[str, Any]]:
-            return [json.loads(line) for line in path.read_text().splitlines() if line]
-
         # The trained policy against the starting one (after SFT) on the same held-out episodes.
-        summary["change"] = paired_change(load(first), load(last))
+        summary["change"] = paired_change(read_jsonl(first), read_jsonl(last))
     atomic_write_json(run_dir / "summary.json", summary)
     plot_run(run_dir)
     return summary
