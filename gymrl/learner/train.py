@@ -87,14 +87,17 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
         return saved, run_dir
     if cfg.get("fork"):
         return _fork(cfg)
-    run_dir = Path(cfg["output_dir"]) if cfg.get("output_dir") else new_run_dir(
-        "train", cfg["env"]["name"])
+    run_dir = _new_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     clean = {k: v for k, v in cfg.items() if not k.startswith("_")}
-    from gymrl.results import atomic_write_text
-
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(clean)))
     return clean, run_dir
+
+
+def _new_run_dir(cfg: dict[str, Any]) -> Path:
+    """``output_dir``, or a new folder under runs/ named for the env."""
+    return Path(cfg["output_dir"]) if cfg.get("output_dir") else new_run_dir(
+        "train", cfg["env"]["name"])
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -147,8 +150,7 @@ def _fork(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     new["learner"] = {**new["learner"], **{k: saved["learner"][k] for k in FORK_FIXED_LEARNER}}
     new["fork"], new["resume"] = str(src), None
     _check_sft(new)  # the source's demonstrations, this command's SFT term
-    run_dir = Path(cfg["output_dir"]) if cfg.get("output_dir") else new_run_dir(
-        "train", new["env"]["name"])
+    run_dir = _new_run_dir(new)
     if (run_dir / "config.yaml").exists():
         raise ConfigError(f"fork: output_dir={run_dir} already holds a run; name a new folder "
                           f"(or resume={run_dir} to continue it)")
@@ -156,8 +158,9 @@ def _fork(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     rows = read_jsonl(src / "metrics.jsonl")
+    forked = OmegaConf.create(new)
     # The start evaluation is the source's when it would come out the same here.
-    same_eval = all(OmegaConf.select(theirs, k) == OmegaConf.select(OmegaConf.create(new), k)
+    same_eval = all(OmegaConf.select(theirs, k) == OmegaConf.select(forked, k)
                     for k in ("eval.episodes", "eval.split", "rollout.max_new_tokens",
                               "rollout.backend", "rollout.dtype", "learner.device"))
     keep = [r for r in rows if r.get("step", 0) == 0 and (same_eval or "eval/reward" not in r)]
@@ -171,7 +174,7 @@ def _fork(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     os.replace(tmp, run_dir / "checkpoints" / "step-0")
     atomic_write_text(run_dir / "checkpoints" / "latest", "step-0\n")
     atomic_write_json(run_dir / "versions.json", versions())
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(new)))
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(forked))
     return new, run_dir
 
 
@@ -298,8 +301,6 @@ class Trainer:
             return
         keep = [line for line in self.metrics_path.read_text().splitlines()
                 if line.strip() and json.loads(line).get("step", 0) <= after_step]
-        from gymrl.results import atomic_write_text
-
         atomic_write_text(self.metrics_path, "".join(k + "\n" for k in keep))
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -431,8 +432,6 @@ class Trainer:
         finally:
             self.backend.temperature = temperature
         from gymrl.evaluate import episode_record, summarise
-        from gymrl.results import atomic_write_text
-
         records = [(r.episode, r.env.unwrapped.metrics(r.episode)
                     if hasattr(r.env.unwrapped, "metrics") else {}) for r in rollouts]
         atomic_write_text(self.eval_path(self.step), "".join(
