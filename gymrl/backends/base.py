@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,25 @@ def forgetter(backend: Any) -> Callable[[list[Hashable]], None]:
     """``backend.forget`` (drop the KV caches kept under these request keys), or a no-op for a
     backend that keeps none. Duck-typed backends (plugins, test doubles) need not define it."""
     return getattr(backend, "forget", None) or (lambda keys: None)
+
+
+@contextmanager
+def sampling_stream_kept(backend: Any) -> Iterator[None]:
+    """Run a block without moving ``backend``'s sampling stream: whatever it samples inside,
+    it samples afterwards what it would have sampled had the block not run.
+
+    A backend with a stream defines ``sampling_state()`` and ``set_sampling_state(state)``
+    (hf: its seed generator; vllm: its call count); others (scripted, remote) are left alone.
+    The learner evaluates inside this, so how often and on how many tasks it evaluates does not
+    change the rollouts it trains on.
+    """
+    get = getattr(backend, "sampling_state", None)
+    state = get() if get is not None else None
+    try:
+        yield
+    finally:
+        if get is not None:
+            backend.set_sampling_state(state)
 
 
 def truncate_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> tuple[str, bool]:

@@ -290,6 +290,13 @@ class HFBackend(Backend):
         return [self._completion(generated[i], logprobs[i], stops[i], len(prompts[i]))
                 for i in range(len(prompts))]
 
+    def sampling_state(self) -> Any:
+        """Where the per-call seed stream stands (see ``base.sampling_stream_kept``)."""
+        return self._rng.getstate()
+
+    def set_sampling_state(self, state: Any) -> None:
+        self._rng.setstate(state)
+
     def forget(self, keys: list[Hashable] | None = None) -> None:
         """Drop the KV caches kept for ``keys`` (all of them when ``None``)."""
         self._rows.forget(keys)

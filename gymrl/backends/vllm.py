@@ -104,6 +104,13 @@ class VLLMBackend(Backend):
     def eos_ids(self) -> set[int]:
         return self._eos_ids
 
+    def sampling_state(self) -> int:
+        """Where the per-call seed stream stands (see ``base.sampling_stream_kept``)."""
+        return self._calls
+
+    def set_sampling_state(self, state: int) -> None:
+        self._calls = state
+
     def generate(self, requests: list[Request]) -> list[Completion]:
         return self.generate_ids(*chat_prompt_ids(self.tokenizer, requests))
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from gymrl.backends.base import sampling_stream_kept
 from gymrl.errors import ConfigError
 from gymrl.learner import checkpoint
 from gymrl.learner.grpo import (
@@ -122,10 +123,9 @@ def _fork(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     """A new run folder that starts at another run's step-0 checkpoint (``fork=SRC``).
 
     The step-0 checkpoint, the SFT metrics and (when this run evaluates the same way) the start
-    evaluation are copied; ``train`` then continues as from a resume, so a fork that evaluates
-    as its source did draws the same tasks and samples as a fresh run with its config would
-    after the same SFT. (One that evaluates otherwise evaluates its start itself, and that
-    evaluation draws from the rollouts' generator, so its samples differ.)
+    evaluation are copied; ``train`` then continues as from a resume, so a fork draws the same
+    tasks and samples as a fresh run with its config would after the same SFT. (One that
+    evaluates otherwise evaluates its start itself; evaluating moves no sampling stream.)
     """
     from omegaconf import OmegaConf
 
@@ -428,7 +428,8 @@ class Trainer:
             _, info = env.reset(seed=i)
             rollouts.append(Rollout(group=i, env=env, messages=info["messages"]))
         try:
-            self.play(rollouts)
+            with sampling_stream_kept(self.backend):  # evaluating changes no training draw
+                self.play(rollouts)
         finally:
             self.backend.temperature = temperature
         from gymrl.evaluate import episode_record, summarise

@@ -591,6 +591,23 @@ def test_a_fork_that_evaluates_differently_evaluates_its_start(tiny_chat_model, 
     assert len((tmp_path / "fork" / "eval" / "step-00000.jsonl").read_text().splitlines()) == 3
 
 
+def test_evaluating_changes_no_training_draw(tiny_chat_model, tmp_path):
+    """How often and on how many tasks a run evaluates leaves its rollouts and weights alone,
+    so a benchmark with 200-task evaluations trains exactly as the main job with 24 does."""
+    runs = {"rare": ("eval.episodes=2", "eval.every=0"),
+            "often": ("eval.episodes=3", "eval.every=1")}
+    for name, extra in runs.items():
+        train(tiny_cfg(tiny_chat_model, tmp_path / name, "learner.steps=3", "learner.lr=5e-3",
+                       *extra))
+    rare, often = ([(r["step"], r["reward"], r["loss/policy"]) for r in _rows(tmp_path / name)
+                    if "loss/policy" in r] for name in runs)
+    assert rare == often and len(rare) == 3
+    assert sum("eval/reward" in r for r in _rows(tmp_path / "often")) == 4
+    a, b = (torch.load(tmp_path / name / "checkpoints" / "step-3" / "weights.pt",
+                       weights_only=True) for name in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_step_0_outlives_checkpoint_pruning_and_a_killed_fork_is_made_again(
         tiny_chat_model, tmp_path):
     source = tmp_path / "source"
