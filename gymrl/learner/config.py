@@ -64,6 +64,9 @@ class RolloutConfig:
     top_p: float = _help("nucleus sampling", 1.0)
     max_new_tokens: int = _help("tokens per policy turn", 64)
     batch_size: int = _help("sequences per generate call", 32)
+    seed: int | None = _help("seed of the sampling stream (default: the run's seed); a fork "
+                             "with another one samples other rollouts of the same tasks from "
+                             "the same start (run-to-run noise)", None)
     backend: str = _help("hf: the learner's own model generates (CPU or GPU); vllm: a vLLM "
                          "engine on the GPU (extra gymrl[vllm]), weights synced after updates",
                          "hf")

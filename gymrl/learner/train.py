@@ -127,6 +127,7 @@ def _fork(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     tasks and samples as a fresh run with its config would after the same SFT. (One that
     evaluates otherwise evaluates its start itself; evaluating moves no sampling stream.)
     """
+    import torch
     from omegaconf import OmegaConf
 
     src = Path(cfg["fork"]).resolve()
@@ -170,12 +171,22 @@ def _fork(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in keep))
     tmp = run_dir / "checkpoints" / ".fork.tmp"
     shutil.copytree(start, tmp)
+    # The sampling stream starts fresh, as a new run's does at step 0 (nothing samples before
+    # it: evaluations leave the stream alone), from this command's rollout.seed if it has one.
+    rng = torch.load(tmp / "rng.pt", weights_only=False)
+    rng["extra"] = random.Random(sampling_seed(new)).getstate()
+    torch.save(rng, tmp / "rng.pt")
     fsync_path(tmp)
     os.replace(tmp, run_dir / "checkpoints" / "step-0")
     atomic_write_text(run_dir / "checkpoints" / "latest", "step-0\n")
     atomic_write_json(run_dir / "versions.json", versions())
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(forked))
     return new, run_dir
+
+
+def sampling_seed(cfg: dict[str, Any]) -> int:
+    """The seed of the rollouts' sampling stream: ``rollout.seed``, else the run's."""
+    return cfg["seed"] if cfg["rollout"].get("seed") is None else cfg["rollout"]["seed"]
 
 
 def _saved_config(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -243,7 +254,7 @@ class Trainer:
         path = resolve_model(cfg["model"])
         sampling = {"temperature": rollout["temperature"], "top_p": rollout["top_p"],
                     "max_new_tokens": rollout["max_new_tokens"],
-                    "batch_size": rollout["batch_size"], "seed": seed}
+                    "batch_size": rollout["batch_size"], "seed": sampling_seed(cfg)}
         # The learner's model (and tokenizer); on the hf rollout path it also generates.
         self.learner_backend = HFBackend(path, device=learner["device"], dtype=learner["dtype"],
                                          **sampling)

@@ -581,6 +581,23 @@ def test_a_fork_trains_as_a_fresh_run_with_its_config_would(tiny_chat_model, tmp
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_fork_with_its_own_rollout_seed_samples_other_rollouts_of_the_same_tasks(
+        tiny_chat_model, tmp_path):
+    """rollout.seed: the same start and tasks, another sampling stream (run-to-run noise),
+    as a fresh run with that rollout.seed samples."""
+    source = tmp_path / "source"
+    train(tiny_cfg(tiny_chat_model, source, "learner.steps=0"))
+    runs = {"same": (f"fork={source}",), "other": (f"fork={source}", "rollout.seed=7"),
+            "fresh": ("rollout.seed=7",)}
+    for name, extra in runs.items():
+        train(tiny_cfg(tiny_chat_model, tmp_path / name, "learner.steps=2", *extra))
+    same, other, fresh = (_trained(_rows(tmp_path / name)) for name in runs)
+    assert other == fresh and len(other) == 2
+    assert [r[1] for r in other] != [r[1] for r in same]  # what the rollouts earned
+    saved = yaml.safe_load((tmp_path / "other" / "config.yaml").read_text())
+    assert saved["rollout"]["seed"] == 7 and saved["seed"] == 0
+
+
 def test_a_fork_that_evaluates_differently_evaluates_its_start(tiny_chat_model, tmp_path):
     source = tmp_path / "source"
     train(tiny_cfg(tiny_chat_model, source, "learner.steps=0"))
