@@ -51,6 +51,10 @@ class LearnerConfig:
         "above the batch mean get this times (reward - batch mean) / batch std as their "
         "advantage (GRPO gives them 0), so what the policy already does right on a task is "
         "held task by task; 0: off", 0.0)
+    rl_modules: str = _help(
+        "the weights GRPO updates: all | attention (the q/k/v/o projections, or their LoRA "
+        "adapters; the MLP's stay where SFT left them). SFT trains all of them either way",
+        "all")
     mu: int = _help("optimisation passes over each batch", 1)
     micro_batch: int = _help("sequences per forward/backward (gradient accumulation)", 8)
     max_grad_norm: float = _help("gradient clipping norm (0: off)", 1.0)

@@ -43,6 +43,8 @@ CREDITS = ("episode", "reward_to_go")
 FORK_FIXED = ("model", "env", "reward", "sft", "seed")
 FORK_FIXED_LEARNER = ("lora", "lora_r", "lora_alpha", "lora_dropout", "dtype")
 ROLLOUT_BACKENDS = ("hf", "vllm")
+RL_MODULES = ("all", "attention")
+MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
 SFT_SCHEDULES = ("constant", "cosine")
 
 
@@ -60,6 +62,9 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     if cfg["rollout"]["backend"] not in ROLLOUT_BACKENDS:
         raise ConfigError(f"rollout.backend {cfg['rollout']['backend']!r}; allowed: "
                           f"{', '.join(ROLLOUT_BACKENDS)}")
+    if learner["rl_modules"] not in RL_MODULES:
+        raise ConfigError(f"learner.rl_modules {learner['rl_modules']!r}; allowed: "
+                          f"{', '.join(RL_MODULES)}")
     if learner["credit"] not in CREDITS:
         raise ConfigError(f"learner.credit {learner['credit']!r}; allowed: {', '.join(CREDITS)}")
     for key in ("steps", "resample_flat"):
@@ -287,6 +292,10 @@ class Trainer:
 
             self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
         params = [p for p in model.parameters() if p.requires_grad]
+        # What GRPO may not move (SFT trains everything): AdamW skips a weight with no grad.
+        self.held_in_rl = [p for n, p in model.named_parameters() if p.requires_grad
+                           and learner["rl_modules"] == "attention"
+                           and any(m in n for m in MLP_MODULES)]
         self.optimizer = torch.optim.AdamW(params, lr=learner["lr"],
                                            weight_decay=learner["weight_decay"])
         self.step = 0
@@ -555,6 +564,8 @@ class Trainer:
                 demo_loss = self.demo_loss(demos)
                 (coef * demo_loss).backward()
                 stats["sft"].append(demo_loss.item())
+            for param in self.held_in_rl:  # learner.rl_modules: GRPO leaves these alone
+                param.grad = None
             if learner["max_grad_norm"]:
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(
                     [p for p in self.model.parameters() if p.requires_grad],

@@ -288,6 +288,26 @@ def test_lora_trains_only_the_adapter(tiny_chat_model, tmp_path):
     assert changed and changed <= set(trainable)
 
 
+@pytest.mark.parametrize("modules", ["all", "attention"])
+def test_rl_modules_attention_leaves_the_mlp_adapters_where_they_were(tiny_chat_model, tmp_path,
+                                                                     modules):
+    cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "learner.lr=1e-2",
+                                        f"learner.rl_modules={modules}"))
+    trainer = Trainer(cfg, run_dir)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    assert trainer.grpo_step()["update/skipped"] == 0
+    changed = {n for n, p in trainer.model.named_parameters()
+               if not torch.equal(p.detach(), before[n])}
+    mlp = {n for n in changed if any(m in n for m in ("gate_proj", "up_proj", "down_proj"))}
+    assert changed - mlp  # the attention adapters moved either way
+    assert bool(mlp) == (modules == "all")
+
+
+def test_rl_modules_must_be_known(tmp_path):
+    with pytest.raises(ConfigError, match=r"learner.rl_modules 'mlp'; allowed: all, attention"):
+        prepare_run(tiny_cfg(Path("unused"), tmp_path, "learner.rl_modules=mlp"))
+
+
 def test_kl_to_reference_is_logged_and_zero_at_start(tiny_chat_model, tmp_path):
     cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "learner.beta=0.1"))
     metrics = Trainer(cfg, run_dir).grpo_step()
