@@ -46,11 +46,6 @@ class LearnerConfig:
         "of the env's scripted demonstrations (those of the warm start), added to the policy "
         "loss, so behaviour the step's few tasks do not reward is held where SFT put it (as "
         "InstructGPT mixed its pretraining loss into PPO); 0: off", 0.0)
-    flat_anchor: float = _help(
-        "self-imitation on solved tasks: rollouts of a group whose rewards are all equal and "
-        "above the batch mean get this times (reward - batch mean) / batch std as their "
-        "advantage (GRPO gives them 0), so what the policy already does right on a task is "
-        "held task by task; 0: off", 0.0)
     rl_modules: str = _help(
         "the weights GRPO updates: all | attention (the q/k/v/o projections, or their LoRA "
         "adapters; the MLP's stay where SFT left them). SFT trains all of them either way",

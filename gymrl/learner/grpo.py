@@ -75,43 +75,6 @@ def action_baseline(advantages: Any, actions: list[Any], informative: Any = None
     return out
 
 
-def flat_anchor(advantages: Any, rewards: Any, groups: Any, coef: float, scale: str = "batch",
-                eps: float = 1e-4) -> tuple[Any, Any]:
-    """Self-imitation on the tasks a step already solves: each rollout of a flat group whose
-    reward is above the batch mean gets ``coef * (reward - batch mean) / divisor``.
-
-    A flat group (every rollout earned the same) has no advantage under GRPO, so nothing holds
-    its behaviour while other groups push tokens every task shares (an expert's name, the
-    word that ends a search): with a 135M policy and a few tasks a step, measured on the
-    router, the tasks that were right before are the ones lost. Imitating the flat groups
-    that did better than the batch (as self-imitation learning imitates returns above the
-    value estimate) holds those tasks, task by task, from the first update; flat groups at or
-    below the batch mean are left at 0 (pushing a whole failing group down is what drives a
-    policy to search until the turn limit). The divisor is the batch std (``batch`` and
-    ``group``: a flat group has no std of its own) or 1 (``none``).
-
-    Returns:
-        (advantages with the anchored rollouts set, (B,) bool mask of the anchored rollouts).
-    """
-    import torch
-
-    rewards = rewards.double()
-    mean = rewards.mean()
-    divisor = 1.0 if scale == "none" else (
-        float(rewards.std(unbiased=True)) if rewards.numel() > 1 else 0.0) + eps
-    anchored = torch.zeros(len(rewards), dtype=torch.bool)
-    out = advantages.clone()
-    if not coef:
-        return out, anchored
-    for g in torch.unique(groups):
-        idx = groups == g
-        r = rewards[idx]
-        if bool(torch.all(r == r[0])) and r[0] > mean:
-            anchored |= idx
-            out[idx] = float(coef * (r[0] - mean) / divisor)
-    return out, anchored
-
-
 def turn_advantages(rewards: Any, groups: Any, per_turn: list[list[float]],
                     scale: str = "group", eps: float = 1e-4) -> list[list[float]]:
     """Reward-to-go advantages: each policy turn is credited only with what came after it.

@@ -28,7 +28,6 @@ from gymrl.learner.grpo import (
     SCALES,
     action_baseline,
     aggregate,
-    flat_anchor,
     group_advantages,
     per_token_loss,
     token_logprobs,
@@ -485,16 +484,12 @@ class Trainer:
             shifted = action_baseline(advantages, [
                 tuple(c.name for c in r.episode.tool_calls) for r in rollouts], informative)
             shift, advantages = advantages - shifted, shifted
-        advantages, anchored = flat_anchor(advantages, rewards, group_ids,
-                                           learner["flat_anchor"], learner["scale_rewards"])
         seqs = [r.seq for r in rollouts]
         per_turn = None
         if learner["credit"] == "reward_to_go" and any(any(r.turn_rewards) for r in rollouts):
             per_turn = [[a - float(shift[i]) for a in advs] for i, advs in enumerate(
                 turn_advantages(rewards, group_ids, [r.turn_rewards for r in rollouts],
                                 learner["scale_rewards"]))]
-            per_turn = [[float(advantages[i])] * len(advs) if anchored[i] else advs
-                        for i, advs in enumerate(per_turn)]
         n_tokens = sum(s.policy_tokens for s in seqs)
         max_tokens = max(s.policy_tokens for s in seqs)
         # Only sequences with a non-zero advantage somewhere (or a KL term) pass through the
@@ -591,7 +586,6 @@ class Trainer:
             "groups/drawn": drawn,
             "groups/flat": flat,  # of those drawn
             "groups/flat_fraction": flat / drawn,
-            "groups/anchored": int(anchored.sum()) // learner["group_size"],  # learner.flat_anchor
             "tokens/policy": n_tokens,
             "tokens/total": sum(len(s.ids) for s in seqs),
             "tokens/trained": sum(len(seqs[i].ids) for i in rows),  # what the update runs through

@@ -7,13 +7,7 @@ import math
 import pytest
 import torch
 
-from gymrl.learner.grpo import (
-    aggregate,
-    flat_anchor,
-    group_advantages,
-    per_token_loss,
-    turn_advantages,
-)
+from gymrl.learner.grpo import aggregate, group_advantages, per_token_loss, turn_advantages
 from gymrl.learner.sequences import Sequence
 from gymrl.learner.train import Trainer
 
@@ -187,22 +181,3 @@ def test_action_baseline_leaves_flat_groups_alone():
     assert out.tolist() == pytest.approx([0.0, 0.0, 0.0, 0.0])
     # Without the mask the flat group's "big" rollouts get +1/3 each: the bias it prevents.
     assert action_baseline(adv, actions).tolist() == pytest.approx([0.0, -2 / 3, 1 / 3, 1 / 3])
-
-
-def test_flat_anchor_hand_computed():
-    """A flat group above the batch mean imitates itself; one below, and informative groups,
-    keep GRPO's advantages."""
-    rewards = torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 0.0])
-    groups = torch.tensor([0, 0, 1, 1, 2, 2])
-    adv, _ = group_advantages(rewards, groups, "batch")
-    out, anchored = flat_anchor(adv, rewards, groups, 2.0, "batch", eps=0.0)
-    std = math.sqrt(6 * 0.25 / 5)  # the batch's, unbiased; mean 0.5
-    assert anchored.tolist() == [True, True, False, False, False, False]
-    assert out[:2].tolist() == pytest.approx([2.0 * 0.5 / std] * 2)
-    assert out[2:].tolist() == pytest.approx(adv[2:].tolist())
-    none, _ = flat_anchor(adv, rewards, groups, 2.0, "none")
-    assert none[:2].tolist() == pytest.approx([1.0, 1.0])
-    off, anchored = flat_anchor(adv, rewards, groups, 0.0)
-    assert torch.equal(off, adv) and not anchored.any()
-    same, anchored = flat_anchor(torch.zeros(4), torch.ones(4), torch.tensor([0, 0, 1, 1]), 1.0)
-    assert not anchored.any() and not same.any()  # every group flat at the mean: no signal
