@@ -132,7 +132,6 @@ def _fork(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     tasks and samples as a fresh run with its config would after the same SFT. (One that
     evaluates otherwise evaluates its start itself; evaluating moves no sampling stream.)
     """
-    import torch
     from omegaconf import OmegaConf
 
     src = Path(cfg["fork"]).resolve()
@@ -176,11 +175,6 @@ def _fork(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in keep))
     tmp = run_dir / "checkpoints" / ".fork.tmp"
     shutil.copytree(start, tmp)
-    # The sampling stream starts fresh, as a new run's does at step 0 (nothing samples before
-    # it: evaluations leave the stream alone), from this command's rollout.seed if it has one.
-    rng = torch.load(tmp / "rng.pt", weights_only=False)
-    rng["extra"] = random.Random(sampling_seed(new)).getstate()
-    torch.save(rng, tmp / "rng.pt")
     fsync_path(tmp)
     os.replace(tmp, run_dir / "checkpoints" / "step-0")
     atomic_write_text(run_dir / "checkpoints" / "latest", "step-0\n")
@@ -292,9 +286,9 @@ class Trainer:
             self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
         params = [p for p in model.parameters() if p.requires_grad]
         # What GRPO may not move (SFT trains everything): AdamW skips a weight with no grad.
-        self.held_in_rl = [p for n, p in model.named_parameters() if p.requires_grad
-                           and learner["rl_modules"] == "attention"
-                           and any(m in n for m in MLP_MODULES)]
+        self.held_in_rl = [p for n, p in model.named_parameters()
+                           if p.requires_grad and any(m in n for m in MLP_MODULES)
+                           ] if learner["rl_modules"] == "attention" else []
         self.optimizer = torch.optim.AdamW(params, lr=learner["lr"],
                                            weight_decay=learner["weight_decay"])
         self.step = 0
@@ -336,7 +330,10 @@ class Trainer:
             return False
         state = checkpoint.load(path, model=self.model, optimizer=self.optimizer,
                                 reward=self.reward)
-        checkpoint.set_rng_state(state["rng"], self.learner_backend._rng)
+        # At step 0 nothing has sampled yet (evaluations leave the stream alone), so the
+        # sampling stream stays the backend's fresh one, from this run's rollout.seed: a fork
+        # starts there too, also from a start saved by older code whose evaluation moved it.
+        checkpoint.set_rng_state(state["rng"], self.learner_backend._rng if state["step"] else None)
         for group in self.optimizer.param_groups:  # a fork may train at another rate
             group["lr"] = self.cfg["learner"]["lr"]
             group["weight_decay"] = self.cfg["learner"]["weight_decay"]
