@@ -46,6 +46,10 @@ class LearnerConfig:
         "of the env's scripted demonstrations (those of the warm start), added to the policy "
         "loss, so behaviour the step's few tasks do not reward is held where SFT put it (as "
         "InstructGPT mixed its pretraining loss into PPO); 0: off", 0.0)
+    sft_max_turns: int = _help(
+        "the SFT term draws only demonstrations with at most this many policy turns (the short "
+        "tasks, which a warm-started policy mostly solves and GRPO then gets no signal from); "
+        "0: every demonstration", 0)
     rl_modules: str = _help(
         "the weights GRPO updates: all | attention (the q/k/v/o projections, or their LoRA "
         "adapters; the MLP's stay where SFT left them). SFT trains all of them either way",

@@ -119,6 +119,9 @@ def _check_sft(cfg: dict[str, Any]) -> None:
                           f"{', '.join(SFT_SCHEDULES)}")
     if coef < 0:
         raise ConfigError(f"learner.sft_coef must be >= 0, got {coef}")
+    if cfg["learner"]["sft_max_turns"] < 0:
+        raise ConfigError("learner.sft_max_turns must be >= 0 (0: every demonstration), got "
+                          f"{cfg['learner']['sft_max_turns']}")
     if coef and (sft["demos"] < 1 or sft["batch_size"] < 1):
         raise ConfigError(f"learner.sft_coef={coef} needs demonstrations: sft.demos and "
                           f"sft.batch_size >= 1, got {sft['demos']} and {sft['batch_size']}")
@@ -319,9 +322,11 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------
     def save(self) -> None:
+        rng = checkpoint.rng_state(self.learner_backend._rng)
+        if self.backend is not self.learner_backend:  # a rollout engine's own stream (vLLM)
+            rng["rollout"] = self.backend.sampling_state()
         checkpoint.save(self.run_dir, self.step, model=self.model, optimizer=self.optimizer,
-                        reward=self.reward, rng=checkpoint.rng_state(self.learner_backend._rng),
-                        extra={"sft_done": self.sft_done},
+                        reward=self.reward, rng=rng, extra={"sft_done": self.sft_done},
                         keep=self.cfg["keep_checkpoints"])
 
     def restore(self) -> bool:
@@ -334,6 +339,9 @@ class Trainer:
         # sampling stream stays the backend's fresh one, from this run's rollout.seed: a fork
         # starts there too, also from a start saved by older code whose evaluation moved it.
         checkpoint.set_rng_state(state["rng"], self.learner_backend._rng if state["step"] else None)
+        if state["step"] and self.backend is not self.learner_backend \
+                and state["rng"].get("rollout") is not None:
+            self.backend.set_sampling_state(state["rng"]["rollout"])
         for group in self.optimizer.param_groups:  # a fork may train at another rate
             group["lr"] = self.cfg["learner"]["lr"]
             group["weight_decay"] = self.cfg["learner"]["weight_decay"]
@@ -380,6 +388,15 @@ class Trainer:
                           "the policy cannot finish such a turn when it samples", stacklevel=2)
         self._demos = seqs
         return seqs
+
+    def term_demonstrations(self) -> list[Sequence]:
+        """The demonstrations the SFT term of a GRPO update draws from (learner.sft_max_turns)."""
+        most = self.cfg["learner"]["sft_max_turns"]
+        pool = [s for s in self.demonstrations() if not most or len(s.turn_tokens()) <= most]
+        if not pool:
+            raise ConfigError(f"learner.sft_max_turns={most}: no demonstration has that few "
+                              "policy turns; raise it, or 0 for every demonstration")
+        return pool
 
     def demo_loss(self, batch: list[Sequence]) -> Any:
         """Mean cross-entropy of the demonstrations' policy tokens under the current model."""
@@ -520,7 +537,7 @@ class Trainer:
         coef = learner["sft_coef"]
         demos: list[Sequence] = []
         if coef:
-            pool = self.demonstrations()
+            pool = self.term_demonstrations()
             demos = random.Random(self.cfg["seed"] * 1_000_003 + self.step).sample(
                 pool, min(self.cfg["sft"]["batch_size"], len(pool)))
         signal = bool(rows) or bool(demos)

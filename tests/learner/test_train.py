@@ -108,6 +108,25 @@ def test_sft_term_pulls_toward_the_demonstrations_on_flat_steps(tiny_chat_model,
     assert all("loss/sft" not in m for m in plain)
 
 
+def test_sft_max_turns_draws_the_sft_term_from_the_short_demonstrations(tiny_chat_model,
+                                                                         tmp_path):
+    """learner.sft_max_turns=2: the SFT term sees only demonstrations of at most two policy
+    turns (on the router, one call and the answer); the warm start still uses every one."""
+    cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "sft.demos=16",
+                                        "learner.sft_coef=1", "learner.sft_max_turns=2"))
+    trainer = Trainer(cfg, run_dir)
+    turns = sorted(len(s.turn_tokens()) for s in trainer.demonstrations())
+    assert turns[0] == 2 and turns[-1] > 2  # the demonstrations mix 1-hop and multi-hop
+    short = trainer.term_demonstrations()
+    assert len(short) == turns.count(2)
+    assert all(len(s.turn_tokens()) == 2 for s in short)
+    trainer.cfg["learner"]["sft_max_turns"] = 1
+    with pytest.raises(ConfigError, match="learner.sft_max_turns=1: no demonstration"):
+        trainer.term_demonstrations()
+    trainer.cfg["learner"]["sft_max_turns"] = 0
+    assert len(trainer.term_demonstrations()) == 16
+
+
 def test_sft_cosine_schedule_decays_from_the_peak_to_near_zero():
     sft = {"lr": 2e-3, "steps": 4, "schedule": "cosine"}
     rates = [sft_lr(sft, step) for step in range(4)]
@@ -138,6 +157,7 @@ def test_sft_uses_its_schedule_and_hands_grpo_its_own_rate(tiny_chat_model, tmp_
     (["learner.sft_coef=-0.5"], "learner.sft_coef must be >= 0, got -0.5"),
     (["learner.sft_coef=0.5", "sft.demos=0"], "sft.demos and sft.batch_size >= 1, got 0"),
     (["sft.schedule=linear"], "sft.schedule 'linear'; allowed: constant, cosine"),
+    (["learner.sft_max_turns=-1"], "learner.sft_max_turns must be >= 0"),
 ])
 def test_sft_coef_out_of_range_is_a_clear_error(tmp_path, extra, message):
     with pytest.raises(ConfigError, match=message):
@@ -643,6 +663,41 @@ def test_evaluating_changes_no_training_draw(tiny_chat_model, tmp_path):
     a, b = (torch.load(tmp_path / name / "checkpoints" / "step-3" / "weights.pt",
                        weights_only=True) for name in runs)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+class StreamEngine:
+    """A separate rollout engine's sampling stream, as vLLM's call count: what a checkpoint
+    must carry so that a resumed run samples what the uninterrupted one would have."""
+
+    def __init__(self, calls: int = 0) -> None:
+        self.calls = calls
+
+    def sampling_state(self) -> int:
+        return self.calls
+
+    def set_sampling_state(self, state: int) -> None:
+        self.calls = state
+
+    def load_weights(self, model) -> None:
+        pass
+
+
+def test_a_checkpoint_carries_the_rollout_engines_sampling_stream(tiny_chat_model, tmp_path):
+    cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path))
+    trainer = Trainer(cfg, run_dir)
+    trainer.backend = StreamEngine(calls=0)
+    trainer.save()  # step 0: a fork starts its own stream afresh, as a new run does
+    trainer.step, trainer.backend.calls = 3, 17
+    trainer.save()
+    resumed = Trainer(cfg, run_dir)
+    resumed.backend = StreamEngine(calls=0)
+    assert resumed.restore() and resumed.step == 3
+    assert resumed.backend.calls == 17
+    (run_dir / "checkpoints" / "latest").write_text("step-0\n")
+    fresh = Trainer(cfg, run_dir)
+    fresh.backend = StreamEngine(calls=5)
+    assert fresh.restore() and fresh.step == 0
+    assert fresh.backend.calls == 5  # left as the new run seeded it
 
 
 def test_step_0_outlives_checkpoint_pruning_and_a_killed_fork_is_made_again(
