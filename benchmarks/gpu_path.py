@@ -97,16 +97,15 @@ def throughput(model: str, dtype: str, sft_steps: int, steps: int, out: Path,
                ceiling: dict[str, float], device: str, extra: list[str]) -> dict[str, Any]:
     import torch
 
-    from gymrl.config import load_config, to_container
-    from gymrl.learner.config import TrainConfig
+    from gymrl.learner.config import load_train_config
     from gymrl.learner.train import Trainer, prepare_run
 
     run_dir = out / f"tp-{Path(model).name}-{dtype}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    cfg, run_dir = prepare_run(to_container(load_config(TrainConfig, [
+    cfg, run_dir = prepare_run(load_train_config([
         f"model={model}", "env=router", "reward=cost+outcome", f"learner.device={device}",
         f"learner.dtype={dtype}", f"sft.steps={sft_steps}", f"output_dir={run_dir}",
-        "progress=false", *extra])))
+        "progress=false", *extra])[0])
     cuda = device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gymrl.learner.config import env_recipe
 from gymrl.results import atomic_write_json, versions
 
 ROOT = Path(__file__).resolve().parent
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {
         "command": "gymrl train env=router reward=cost+outcome seed=S "
                    f"eval.episodes={args.episodes} " + " ".join(args.overrides),
+        "env_recipe": env_recipe("router"),  # what gymrl train adds under the overrides
         "episodes": args.episodes, "strongest": strongest, "seeds": [],
         "versions": versions()}
     keep_root = args.output.with_suffix("")

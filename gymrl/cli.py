@@ -14,6 +14,10 @@ EPILOG_TRAIN = """examples:
   gymrl train env=router reward=cost+outcome
   gymrl train env=router learner.steps=40 sft.steps=60 output_dir=runs/r1
   gymrl train resume=runs/r1            # after an interruption: continue from the checkpoint
+
+The defaults above are overlaid by the env's own training recipe where it registered one
+(the router's sets the SFT term; a run prints the recipe it used when it starts); your config
+files and key=value overrides win over both.
 """
 EPILOG_EVAL = """examples:
   gymrl eval env=router policy=scripted:oracle episodes=200 seed=0
@@ -79,11 +83,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_train(overrides: list[str]) -> int:
-    from gymrl.config import load_config, to_container
-    from gymrl.learner.config import TrainConfig
+    from gymrl.learner.config import load_train_config
     from gymrl.learner.train import train
 
-    cfg = to_container(load_config(TrainConfig, overrides))
+    cfg, recipe = load_train_config(overrides)
+    if recipe and not any(o.startswith("resume=") for o in overrides):
+        print(f"gymrl: env {cfg['env']['name']}'s training recipe: {' '.join(recipe)} "
+              "(a key=value of your own overrides it)", file=sys.stderr)
     cfg["_explicit_overrides"] = [o for o in overrides
                                   if not o.startswith(("resume=", "progress="))]
     summary = train(cfg)

@@ -15,6 +15,7 @@ Shorthands on the command line::
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,16 +118,19 @@ def _normalise_yaml(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def load_config(schema: type, overrides: list[str]) -> Any:
+def load_config(schema: type, overrides: list[str], preset: Sequence[str] = ()) -> Any:
     """Build a config of dataclass ``schema`` from ``config=FILE`` and ``key=value`` overrides.
 
-    Unknown keys fail with the list of valid ones.
+    ``preset`` (``key=value`` items, such as an env's training recipe) sits between the
+    schema's defaults and the user's config files and overrides, which win over it. Unknown
+    keys fail with the list of valid ones.
     """
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     base = OmegaConf.structured(schema)
     valid = [f.name for f in dataclasses.fields(schema)]
+    preset = [rewrite_override(item) for item in preset]
     layers = []
     rest = []
     for item in overrides:
@@ -138,13 +142,13 @@ def load_config(schema: type, overrides: list[str]) -> Any:
             layers.append(OmegaConf.create(_normalise_yaml(data)))
         else:
             rest.append(rewrite_override(item))
-    for item in rest:
+    for item in [*preset, *rest]:
         top = item.split("=", 1)[0].split(".", 1)[0]
         if top not in valid:
             raise ConfigError(f"unknown config key {top!r}; valid keys: {', '.join(valid)}")
     try:
         layers.append(OmegaConf.from_dotlist(rest))
-        cfg = OmegaConf.merge(base, *layers)
+        cfg = OmegaConf.merge(base, OmegaConf.from_dotlist(preset), *layers)
     except OmegaConfBaseException as exc:
         msg = str(exc).split("\n")[0]
         raise ConfigError(f"bad config: {msg}. Valid keys: {', '.join(valid)} "

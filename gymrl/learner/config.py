@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from gymrl.config import EnvConfig, RewardConfig, _help
 
@@ -123,3 +124,20 @@ class TrainConfig:
     keep_checkpoints: int = _help("the latest checkpoints kept on disk (step 0, the start "
                                   "fork= uses, is kept as well)", 2)
     progress: bool = _help("show a progress bar", True)
+
+
+def env_recipe(env_name: str) -> list[str]:
+    """The training recipe env ``env_name`` registered (``train=`` at its registration, as
+    ``rewards=`` is its reward): ``key=value`` overrides measured to work for it."""
+    from gymrl import plugins
+
+    return list(plugins.get("env", env_name).meta.get("train", ()))
+
+
+def load_train_config(overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """``gymrl train``'s config: the defaults, then the env's recipe, then the user's config
+    files and overrides (which win over the recipe). Returns (config, the recipe used)."""
+    from gymrl.config import load_config, to_container
+
+    recipe = env_recipe(load_config(TrainConfig, overrides).env.name)
+    return to_container(load_config(TrainConfig, overrides, preset=recipe)), recipe

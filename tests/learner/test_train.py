@@ -19,6 +19,7 @@ import yaml
 from gymrl import ConfigError, Reward, Score, hookimpl
 from gymrl.cli import main
 from gymrl.config import load_config, to_container
+from gymrl.errors import UnknownNameError
 from gymrl.learner import checkpoint
 from gymrl.learner.config import TrainConfig
 from gymrl.learner.train import Trainer, prepare_run, sft_lr, train
@@ -125,6 +126,25 @@ def test_sft_max_turns_draws_the_sft_term_from_the_short_demonstrations(tiny_cha
         trainer.term_demonstrations()
     trainer.cfg["learner"]["sft_max_turns"] = 0
     assert len(trainer.term_demonstrations()) == 16
+
+
+def test_an_envs_training_recipe_sits_under_the_users_config(tmp_path):
+    """`gymrl train env=router` takes the router's registered recipe; a key=value or a config
+    file of the user's wins over it; an env without a recipe keeps the plain defaults."""
+    from gymrl.learner.config import load_train_config
+
+    cfg, recipe = load_train_config(["env=router"])
+    assert recipe == ["learner.sft_coef=0.5", "learner.sft_max_turns=2"]
+    assert (cfg["learner"]["sft_coef"], cfg["learner"]["sft_max_turns"]) == (0.5, 2)
+    cfg, _ = load_train_config(["env=router", "learner.sft_coef=0"])
+    assert (cfg["learner"]["sft_coef"], cfg["learner"]["sft_max_turns"]) == (0.0, 2)
+    (tmp_path / "mine.yaml").write_text("learner:\n  sft_max_turns: 3\n")
+    cfg, _ = load_train_config(["env=router", f"config={tmp_path / 'mine.yaml'}"])
+    assert (cfg["learner"]["sft_coef"], cfg["learner"]["sft_max_turns"]) == (0.5, 3)
+    cfg, recipe = load_train_config(["env=inquiry"])
+    assert recipe == [] and cfg["learner"]["sft_coef"] == 0.0
+    with pytest.raises(UnknownNameError, match="unknown env .nope.; registered envs: .*router"):
+        load_train_config(["env=nope"])
 
 
 def test_sft_cosine_schedule_decays_from_the_peak_to_near_zero():
