@@ -569,6 +569,11 @@ def test_gymrl_train_on_the_embedded_model(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["sft/steps"] == 2 and rows[-1]["step"] == 1
     assert (tmp_path / "curves.png").is_file() and checkpoint.latest(tmp_path).name == "step-1"
+    # The router's training recipe: printed, saved with the run, and its SFT term applied.
+    assert "learner.sft_coef=0.5 learner.sft_max_turns=2" in out.stderr
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())["learner"]
+    assert (saved["sft_coef"], saved["sft_max_turns"]) == (0.5, 2)
+    assert rows[-1]["loss/sft"] > 0
 
 
 def test_train_on_the_tools_env_with_its_own_demonstrations(tiny_chat_model, tmp_path):
