@@ -747,6 +747,8 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     trainer = Trainer(cfg, run_dir)
     resumed = bool(cfg.get("resume") or cfg.get("fork")) and trainer.restore()
     learner = cfg["learner"]
+    if learner["sft_coef"] and learner["steps"]:
+        trainer.term_demonstrations()  # an SFT term with no demonstration fails now, not later
     if resumed and trainer.step == 0 and not trainer.start_evaluated():
         # A fork that evaluates differently from its source (or was stopped while doing so);
         # saved, so a resume goes on from after it, as this run does.

@@ -126,6 +126,11 @@ def test_sft_max_turns_draws_the_sft_term_from_the_short_demonstrations(tiny_cha
         trainer.term_demonstrations()
     trainer.cfg["learner"]["sft_max_turns"] = 0
     assert len(trainer.term_demonstrations()) == 16
+    # Before any SFT or evaluation: nothing else is written or spent first.
+    with pytest.raises(ConfigError, match="learner.sft_max_turns=1: no demonstration"):
+        train(tiny_cfg(tiny_chat_model, tmp_path / "fails", "sft.demos=4", "sft.steps=2",
+                       "learner.sft_coef=1", "learner.sft_max_turns=1"))
+    assert not (tmp_path / "fails" / "metrics.jsonl").exists()
 
 
 def test_an_envs_training_recipe_sits_under_the_users_config(tmp_path):
