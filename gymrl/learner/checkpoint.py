@@ -30,21 +30,22 @@ def assign(model: Any, weights: dict[str, Any]) -> None:
             params[name].copy_(value)
 
 
-def rng_state(extra: random.Random | None = None) -> dict[str, Any]:
+def rng_state(stream: Any = None) -> dict[str, Any]:
+    """The global generators' states, and under ``extra`` the rollout backend's sampling
+    stream (its ``sampling_state()``: hf's seed generator state, vLLM's call count)."""
     import torch
 
     return {"python": random.getstate(), "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state(), "extra": extra.getstate() if extra else None}
+            "torch": torch.get_rng_state(), "extra": stream}
 
 
-def set_rng_state(state: dict[str, Any], extra: random.Random | None = None) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the global generators (the sampling stream is the backend's to restore)."""
     import torch
 
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if extra is not None and state.get("extra") is not None:
-        extra.setstate(state["extra"])
 
 
 def save(run_dir: Path, step: int, *, model: Any, optimizer: Any, reward: Any,

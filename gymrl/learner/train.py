@@ -322,9 +322,8 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------
     def save(self) -> None:
-        rng = checkpoint.rng_state(self.learner_backend._rng)
-        if self.backend is not self.learner_backend:  # a rollout engine's own stream (vLLM)
-            rng["rollout"] = self.backend.sampling_state()
+        # The stream the rollouts sample from: the learner's own (hf) or the rollout engine's.
+        rng = checkpoint.rng_state(self.backend.sampling_state())
         checkpoint.save(self.run_dir, self.step, model=self.model, optimizer=self.optimizer,
                         reward=self.reward, rng=rng, extra={"sft_done": self.sft_done},
                         keep=self.cfg["keep_checkpoints"])
@@ -338,10 +337,9 @@ class Trainer:
         # At step 0 nothing has sampled yet (evaluations leave the stream alone), so the
         # sampling stream stays the backend's fresh one, from this run's rollout.seed: a fork
         # starts there too, also from a start saved by older code whose evaluation moved it.
-        checkpoint.set_rng_state(state["rng"], self.learner_backend._rng if state["step"] else None)
-        if state["step"] and self.backend is not self.learner_backend \
-                and state["rng"].get("rollout") is not None:
-            self.backend.set_sampling_state(state["rng"]["rollout"])
+        checkpoint.set_rng_state(state["rng"])
+        if state["step"] and state["rng"].get("extra") is not None:
+            self.backend.set_sampling_state(state["rng"]["extra"])
         for group in self.optimizer.param_groups:  # a fork may train at another rate
             group["lr"] = self.cfg["learner"]["lr"]
             group["weight_decay"] = self.cfg["learner"]["weight_decay"]
