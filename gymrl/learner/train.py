@@ -313,10 +313,17 @@ class Trainer:
         return any("eval/reward" in r and r.get("step") == 0 for r in rows)
 
     def trim_metrics(self, after_step: int) -> None:
-        """On resume, drop metric lines written after the checkpoint (they will be redone)."""
+        """On resume, drop metric lines written after the checkpoint (they will be redone).
+
+        A last line without its newline was cut short by a kill mid-write: it is dropped too
+        (its step came after the checkpoint, which is written after the step's line)."""
         if not self.metrics_path.is_file():
             return
-        keep = [line for line in self.metrics_path.read_text().splitlines()
+        text = self.metrics_path.read_text()
+        lines = text.splitlines()
+        if lines and not text.endswith("\n"):
+            lines.pop()
+        keep = [line for line in lines
                 if line.strip() and json.loads(line).get("step", 0) <= after_step]
         atomic_write_text(self.metrics_path, "".join(k + "\n" for k in keep))
 

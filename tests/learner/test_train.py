@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -559,6 +560,21 @@ def test_kill_9_then_resume_continues_from_the_last_checkpoint(tiny_chat_model, 
     assert checkpoint.latest(tmp_path).name == "step-6"
     for ckpt in (tmp_path / "checkpoints").glob("step-*"):
         torch.load(ckpt / "weights.pt", weights_only=True)  # every kept checkpoint is whole
+
+
+def test_resume_after_a_kill_that_cut_a_metrics_line_short(tiny_chat_model, tmp_path):
+    """Killed while writing step 2's metrics (so before its checkpoint): the torn line is
+    dropped and step 2 is redone as it first ran."""
+    train(tiny_cfg(tiny_chat_model, tmp_path, "learner.steps=2", "checkpoint_every=1"))
+    before = _trained(_rows(tmp_path))
+    shutil.rmtree(tmp_path / "checkpoints" / "step-2")
+    text = (tmp_path / "metrics.jsonl").read_text()
+    (tmp_path / "metrics.jsonl").write_text(text[:text.rindex('{"step": 2') + 20])
+    cfg = tiny_cfg(tiny_chat_model, tmp_path, f"resume={tmp_path}", "learner.steps=2",
+                   "checkpoint_every=1")
+    cfg["_explicit_overrides"] = []
+    assert train(cfg)["steps"] == 2
+    assert _trained(_rows(tmp_path)) == before
 
 
 @pytest.mark.slow
