@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                               "targets_gib": TARGETS_GIB, "phases": [], "versions": versions()}
 
     def record(phase: str, cmd: list[str]) -> None:
-        peak, wall = peak_rss([*cmd, *args.overrides])
+        cmd = [*cmd, *args.overrides]
+        peak, wall = peak_rss(cmd)
         report["phases"].append({"phase": phase, "command": " ".join(cmd[2:]),
                                  "peak_rss_gib": round(peak, 2), "wall_s": round(wall, 1)})
         atomic_write_json(args.output, report)  # after every phase: a stop loses nothing

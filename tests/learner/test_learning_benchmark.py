@@ -76,16 +76,17 @@ def test_grpo_vs_trl_benchmark_on_a_tiny_model(tiny_chat_model, tmp_path):
 def test_train_memory_benchmark_measures_each_phase(tiny_chat_model, tmp_path):
     bench = _load("train_memory")
     out = tmp_path / "train_memory.json"
-    report = bench.main(["--full", "--micro-batches", "4", "--work", str(tmp_path / "work"), "--output", str(out),
-                         "--", f"model={tiny_chat_model}", "learner.groups=1",
+    report = bench.main(["--full", "--micro-batches", "4", "--work", str(tmp_path / "work"),
+                         "--output", str(out), "--", f"model={tiny_chat_model}", "learner.groups=1",
                          "learner.group_size=2", "learner.steps=1", "sft.steps=1",
                          "sft.demos=4", "sft.batch_size=2", "eval.episodes=2",
                          "rollout.max_new_tokens=8"])
     saved = json.loads(out.read_text())
     assert [p["phase"] for p in saved["phases"]] == [
         "sft", "grpo_micro_batch_4", "main_job_micro_batch_4"]
-    assert all(0.05 < p["peak_rss_gib"] < saved["machine"]["memory_gib"]
-               for p in saved["phases"])
+    for phase in saved["phases"]:
+        assert 0.05 < phase["peak_rss_gib"] < saved["machine"]["memory_gib"]
+        assert phase["command"].endswith("rollout.max_new_tokens=8")  # the overrides, saved
     assert saved["checks"] == report["checks"] == {"micro_batch_4_fits_16_gib": True}
     # The GRPO phases forked the sft run: they trained one step and did no SFT of their own.
     rows = [json.loads(line) for line in
