@@ -20,9 +20,10 @@ Usage::
     python benchmarks/router_learning.py --seeds 0 --episodes 50 -- learner.steps=4
     python benchmarks/router_learning.py --seeds 2     # adds seed 2 to the saved seeds
 
-Writes ``benchmarks/results/router_learning.json`` (per seed: the change, wall time, and the
-run's metrics/summary/curves copied under ``benchmarks/results/router_learning/seed-N``) and
-``router_learning.png``. The model weights and checkpoints stay in ``--work``.
+Writes ``benchmarks/results/router_learning.json`` (per seed: the change, wall time, peak
+resident memory (``os.wait4``), and the run's metrics/summary/curves copied under
+``benchmarks/results/router_learning/seed-N``) and ``router_learning.png``. The model weights
+and checkpoints stay in ``--work``.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from train_memory import peak_rss
 
 from gymrl.learner.config import env_recipe
 from gymrl.results import atomic_write_json, versions
@@ -73,16 +74,14 @@ def run_seed(seed: int, episodes: int, work: Path, extra: list[str], keep_dir: P
     cmd = [sys.executable, "-m", "gymrl", "train", "env=router", "reward=cost+outcome",
            f"seed={seed}", f"eval.episodes={episodes}", f"output_dir={run_dir}",
            "progress=false", *extra]
-    print("$", " ".join(cmd), flush=True)
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True)
-    wall = time.perf_counter() - start
+    peak, wall = peak_rss(cmd)
     summary = json.loads((run_dir / "summary.json").read_text())
     keep_dir.mkdir(parents=True, exist_ok=True)
     for name in KEEP:
         if (run_dir / name).exists():
             shutil.copy2(run_dir / name, keep_dir / name)
-    return {"seed": seed, "wall_s": wall, "change": summary["change"],
+    return {"seed": seed, "wall_s": wall, "peak_rss_gib": round(peak, 2),
+            "change": summary["change"],
             "start": summary["start"], "end": summary["end"]}
 
 

@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load(name: str):
+    if str(ROOT / "benchmarks") not in sys.path:  # as when run: a script's folder is on it
+        sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -31,6 +33,7 @@ def test_router_learning_benchmark_on_a_tiny_model(tiny_chat_model, tmp_path):
     assert saved["seeds"][0]["seed"] == 3 == report["seeds"][0]["seed"]
     change = saved["seeds"][0]["change"]
     assert change["episodes"] == 4 and "reward_diff_stderr" in change
+    assert 0.05 < saved["seeds"][0]["peak_rss_gib"] < 64
     assert set(saved["seeds"][0]["checks"]) == {
         "reward_up_2se", "accuracy_not_lower", "cost_per_correct_below_start",
         "cost_per_correct_below_strongest"}
