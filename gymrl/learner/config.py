@@ -11,8 +11,8 @@ from gymrl.config import EnvConfig, RewardConfig, _help
 @dataclass
 class LearnerConfig:
     # The defaults are the main job's on 2 CPU cores (README, "Where training stands
-    # (measured)": SFT, four GRPO steps of 16 rollouts, two held-out evaluations, and the time
-    # that takes); real runs raise learner.steps.
+    # (measured)": SFT, GRPO steps of 4 tasks x 8 rollouts, two held-out evaluations, and the
+    # time that takes; the router's recipe takes 6 steps); real runs raise learner.steps.
     steps: int = _help("GRPO steps (one batch of rollouts and its updates each)", 4)
     groups: int = _help("tasks per step", 4)
     group_size: int = _help("rollouts per task (G)", 8)
