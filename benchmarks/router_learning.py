@@ -16,7 +16,7 @@ A seed passes when, on those episodes:
 
 Usage::
 
-    python benchmarks/router_learning.py                 # 3 seeds, ~25 min each on 2 cores
+    python benchmarks/router_learning.py                 # 3 seeds, 15-17 min each on 2 cores
     python benchmarks/router_learning.py --seeds 0 --episodes 50 -- learner.steps=4
     python benchmarks/router_learning.py --seeds 2     # adds seed 2 to the saved seeds
 
