@@ -3,11 +3,12 @@
 Each phase is a ``gymrl train`` subprocess (the path a user runs); its peak resident set size
 comes from ``os.wait4``, the kernel's count for that process alone:
 
-- ``sft``: load the embedded model, the SFT warm start (``--sft-steps``), a 2-task evaluation.
+- ``sft``: load the embedded model, the default SFT warm start, a 2-task evaluation.
 - ``grpo_micro_batch_M``: a fork of the ``sft`` run (so no SFT): one GRPO step of the default
   batch (4 groups of 8 rollouts) with ``learner.micro_batch=M``, the router's recipe (its SFT
-  term) included, and a 2-task evaluation. One step reaches the update's peak; later steps
-  reuse the allocator's memory.
+  term) included, and a 2-task evaluation. It needs a start that writes the env's format
+  (else every group is flat and nothing is trained: the phase then fails, naming why), so
+  the ``sft`` phase runs the whole default SFT.
 - ``main_job_micro_batch_M`` (``--full``): the README's main job, whole (~9 minutes on 2
   cores), with ``learner.micro_batch=M``. Its peak can sit above every phase's: the phases
   say where the memory goes, only these runs say what the job needs.
@@ -17,7 +18,7 @@ with the defaults (``micro_batch=8``), and a 16 GiB machine with ``learner.micro
 
 Usage::
 
-    python benchmarks/train_memory.py                    # sft + two GRPO phases, ~6 min
+    python benchmarks/train_memory.py                    # sft + two GRPO phases, ~9 min
     python benchmarks/train_memory.py --full             # and the main job per micro batch
     python benchmarks/train_memory.py --micro-batches 8 4 2 -- model=PATH
 
@@ -35,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gymrl.learner.train import read_jsonl
 from gymrl.results import atomic_write_json, versions
 
 ROOT = Path(__file__).resolve().parent
@@ -89,8 +91,6 @@ def plot(report: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--micro-batches", type=int, nargs="+", default=[8, 4])
-    parser.add_argument("--sft-steps", type=int, default=4,
-                        help="SFT steps of the sft phase (its peak is reached on the first)")
     parser.add_argument("--full", action="store_true", help="also run the whole main job")
     parser.add_argument("--work", type=Path, default=Path("runs/train_memory"))
     parser.add_argument("--output", type=Path, default=ROOT / "results" / "train_memory.json")
@@ -111,12 +111,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{phase}: peak RSS {peak:.2f} GiB, {wall:.0f} s", flush=True)
 
     sft_run = args.work / "sft"
-    record("sft", train_cmd(sft_run, f"sft.steps={args.sft_steps}", "learner.steps=0",
-                            "eval.episodes=2"))
+    record("sft", train_cmd(sft_run, "learner.steps=0", "eval.episodes=2"))
     for micro in args.micro_batches:
-        record(f"grpo_micro_batch_{micro}",
-               train_cmd(args.work / f"grpo_{micro}", f"fork={sft_run}", "learner.steps=1",
-                         f"learner.micro_batch={micro}", "eval.episodes=2"))
+        run = args.work / f"grpo_{micro}"
+        record(f"grpo_micro_batch_{micro}", train_cmd(run, f"fork={sft_run}", "learner.steps=1",
+                                                      f"learner.micro_batch={micro}",
+                                                      "eval.episodes=2"))
+        step = [r for r in read_jsonl(run / "metrics.jsonl") if "loss/policy" in r][-1]
+        report["phases"][-1]["tokens_trained"] = step["tokens/trained"]
+        if not step["tokens/trained"]:
+            raise SystemExit(f"{run}: every group of the GRPO step was flat, so nothing was "
+                             "trained and its peak is not an update's; the sft run's start "
+                             "does not write the env's format (more sft.steps)")
     if args.full:
         for micro in args.micro_batches:
             record(f"main_job_micro_batch_{micro}",

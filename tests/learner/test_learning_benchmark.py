@@ -80,8 +80,9 @@ def test_train_memory_benchmark_measures_each_phase(tiny_chat_model, tmp_path):
     bench = _load("train_memory")
     out = tmp_path / "train_memory.json"
     report = bench.main(["--full", "--micro-batches", "4", "--work", str(tmp_path / "work"),
-                         "--output", str(out), "--", f"model={tiny_chat_model}", "learner.groups=1",
-                         "learner.group_size=2", "learner.steps=1", "sft.steps=1",
+                         "--output", str(out), "--", f"model={tiny_chat_model}",
+                         "reward=brevity+outcome", "learner.groups=1", "learner.group_size=4",
+                         "learner.steps=1", "sft.steps=1",
                          "sft.demos=4", "sft.batch_size=2", "eval.episodes=2",
                          "rollout.max_new_tokens=8"])
     saved = json.loads(out.read_text())
@@ -95,4 +96,5 @@ def test_train_memory_benchmark_measures_each_phase(tiny_chat_model, tmp_path):
     rows = [json.loads(line) for line in
             (tmp_path / "work" / "grpo_4" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss/policy" in r] == [1]
+    assert saved["phases"][1]["tokens_trained"] > 0  # an update's peak, not a skipped one's
     assert (tmp_path / "train_memory.png").is_file()
