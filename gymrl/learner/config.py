@@ -21,6 +21,10 @@ class LearnerConfig:
     resample_flat: int = _help(
         "dynamic sampling (DAPO): up to this many extra tasks a step draws in place of groups "
         "whose rewards are all equal (no advantage); 0: off", 0)
+    flat_on: str | None = _help(
+        "the reward component whose values, all equal, make a group flat for resample_flat "
+        "(DAPO resamples groups that are all right or all wrong: flat_on=outcome); default: "
+        "the total reward", None)
     same_env_seed: bool = _help(
         "reset every rollout of a group with the same env seed (common random numbers: the "
         "env's random draws start from one state for the whole group, so rollouts that act "

@@ -239,6 +239,11 @@ class Trainer:
         np.random.seed(seed)
         torch.manual_seed(seed)
         self.reward = make_reward(cfg["env"]["name"], cfg["reward"])
+        flat_on = cfg["learner"]["flat_on"]
+        if flat_on and flat_on not in self.reward.weights:
+            raise ConfigError(f"learner.flat_on {flat_on!r} is not a component of reward "
+                              f"{'+'.join(self.reward.weights)}; allowed: "
+                              f"{', '.join(self.reward.weights)}")
         # Held-out evaluation keeps its own reward, so its cost percentiles do not leak into
         # the training reward's state.
         # Frozen: a rolling normaliser (cost) scores every evaluation against the same fixed
@@ -661,7 +666,7 @@ class Trainer:
             played.extend(rollouts)
             for k in wave:
                 group = [r for r in rollouts if r.group == k]
-                (flat if _is_flat(group) else kept).append(group)
+                (flat if _is_flat(group, learner["flat_on"]) else kept).append(group)
             drawn = wave.stop
         # The informative groups, then set-aside ones while short, kept in the order drawn
         # (with K=0: the batch as drawn).
@@ -734,8 +739,11 @@ def sft_lr(sft: dict[str, Any], step: int) -> float:
     return sft["lr"] * 0.5 * (1 + math.cos(math.pi * step / sft["steps"]))
 
 
-def _is_flat(group: list[Rollout]) -> bool:
-    """Every reward of the group equal: group-relative advantages are all 0."""
+def _is_flat(group: list[Rollout], on: str | None = None) -> bool:
+    """Every reward of the group equal (group-relative advantages are all 0), or with ``on``
+    every value of that reward component (a group all right or all wrong, for outcome)."""
+    if on:
+        return len({r.episode.rewards[on] for r in group}) <= 1
     return len({r.reward for r in group}) <= 1
 
 

@@ -403,6 +403,53 @@ def test_dense_per_turn_rewards_reach_the_loss(tiny_chat_model, tmp_path, fresh_
         assert seen and all(torch.isfinite(a).all() for a in seen)
 
 
+class _SeedNoise(Reward):
+    """A test reward that differs between every two rollouts of a group (their env seeds)."""
+
+    name = "seed_noise"
+    range = (-1.0, 0.0)
+
+    def score(self, episode):
+        return Score(total=-(episode.seed % 997) / 997)
+
+
+def test_dynamic_sampling_on_one_reward_component(tiny_chat_model, tmp_path, fresh_registry):
+    @hookimpl
+    def register_rewards(register):
+        register("odd_tasks_differ", _OddTasksDiffer)
+        register("seed_noise", _SeedNoise)
+
+    fresh_registry.add_plugin(*fake_plugin("noisy", register_rewards=register_rewards))
+    spec = "reward=odd_tasks_differ+seed_noise"
+    flats = {}
+    for flat_on in ("null", "odd_tasks_differ"):
+        cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path / flat_on, spec,
+                                            "learner.groups=3", "learner.resample_flat=3",
+                                            f"learner.flat_on={flat_on}"))
+        batch, played, flat = Trainer(cfg, run_dir).draw_batch()
+        groups = [played[i:i + 2] for i in range(0, len(played), 2)]
+        even = [len({r.episode.rewards["odd_tasks_differ"] for r in g}) == 1 for g in groups]
+        flats[flat_on] = flat
+        if flat_on == "null":  # every total differs (seed_noise): nothing is flat
+            assert flat == 0 and len(groups) == 3
+        else:  # flat: the groups whose odd_tasks_differ is all 0, whatever seed_noise says
+            assert flat == sum(even) > 0
+            assert all(len({r.reward for r in g}) == 2 for g in groups)
+            batch_groups = [batch[i:i + 2] for i in range(0, len(batch), 2)]
+            assert len(batch_groups) == 3
+            if len(groups) - sum(even) >= 3:
+                assert not any(len({r.episode.rewards["odd_tasks_differ"] for r in g}) == 1
+                               for g in batch_groups)
+    assert flats["odd_tasks_differ"] > flats["null"]
+
+
+def test_dynamic_sampling_on_a_component_the_reward_lacks(tiny_chat_model, tmp_path):
+    cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "learner.flat_on=accuracy"))
+    with pytest.raises(ConfigError, match="learner.flat_on 'accuracy' is not a component of "
+                                          "reward .*; allowed: "):
+        Trainer(cfg, run_dir)
+
+
 def test_dynamic_sampling_needs_groups_of_two(tmp_path):
     with pytest.raises(ConfigError, match="learner.resample_flat=2 needs learner.group_size >= 2"):
         prepare_run(tiny_cfg(Path("model"), tmp_path, "learner.resample_flat=2",
