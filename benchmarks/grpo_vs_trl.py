@@ -72,6 +72,8 @@ def gymrl_cfg(model: str, group_size: int, length: int, steps: int, lr: float, s
         f"model={model}", "env=router", "env.max_turns=1", f"reward={REWARD}",
         "learner.groups=1", f"learner.group_size={group_size}", f"learner.steps={steps}",
         "learner.lora=false", "learner.loss_type=grpo", "learner.beta=0",
+        # TRL's default AdamW (transformers' with torch >= 2.8) is the fused one: the same here.
+        "learner.optim=adamw_torch_fused",
         f"learner.lr={lr}", f"learner.micro_batch={group_size}",
         f"rollout.max_new_tokens={length}", f"rollout.batch_size={group_size}",
         "sft.steps=0", f"seed={seed}", f"output_dir={out}", "progress=false"]))
@@ -152,7 +154,7 @@ def run_trl(model: str, task_ids: list[str], group_size: int, length: int, lr: f
         logging_steps=1, report_to="none", use_cpu=True, bf16=False, beta=0.0,
         loss_type="grpo", scale_rewards="group", temperature=1.0, top_p=1.0, top_k=0,
         save_strategy="no", seed=seed, shuffle_dataset=False, disable_dropout=True,
-        dataloader_num_workers=0, max_grad_norm=1.0,
+        dataloader_num_workers=0, max_grad_norm=1.0, optim="adamw_torch_fused",
         # TRL's default recomputes activations (~20% slower); gymrl does not, so neither here.
         gradient_checkpointing=False)
     trainer = GRPOTrainer(model=policy, reward_funcs=env_reward, args=args,
@@ -222,7 +224,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    "max_completion_tokens": args.length, "timed_steps": args.steps,
                    "lr": args.lr, "seed": args.seed, "env": "router", "env_options": ENV_OPTIONS,
                    "reward": REWARD, "loss_type": "grpo", "beta": 0.0, "fine_tuning": "full",
-                   "gradient_checkpointing": False},
+                   "gradient_checkpointing": False, "optimizer": "adamw_torch_fused (both)"},
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "matmul_ceiling_flops": ceiling,

@@ -93,7 +93,12 @@ def load(path: Path, *, model: Any, optimizer: Any, reward: Any) -> dict[str, An
     if missing:
         raise ValueError(f"checkpoint {path} has weights the model lacks: {missing[:3]}")
     assign(model, weights)
+    # The implementation (fused or not) is this run's choice, not the checkpoint's: a fork may
+    # change learner.optim, and load_state_dict would put the saved flags back.
+    kernels = [{k: g.get(k) for k in ("fused", "foreach")} for g in optimizer.param_groups]
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    for group, kernel in zip(optimizer.param_groups, kernels, strict=True):
+        group.update(kernel)
     reward.load_state_dict(json.loads((path / "reward_state.json").read_text()))
     state = json.loads((path / "trainer_state.json").read_text())
     state["rng"] = torch.load(path / "rng.pt", weights_only=False)

@@ -59,6 +59,12 @@ class LearnerConfig:
         "the weights GRPO updates: all | attention (the q/k/v/o projections, or their LoRA "
         "adapters; the MLP's stay where SFT left them). SFT trains all of them either way",
         "all")
+    optim: str = _help(
+        "AdamW's implementation: adamw_torch (torch's default; on the CPU a loop over the "
+        "weights) | adamw_torch_fused (one kernel for all of them, transformers' default: "
+        "faster for full fine-tuning, where the step touches every weight; a LoRA adapter's "
+        "few million weights gain nothing measurable). Not bit-identical to each other, so "
+        "the default stays the one every recorded run used", "adamw_torch")
     mu: int = _help("optimisation passes over each batch", 1)
     micro_batch: int = _help("sequences per forward/backward (gradient accumulation)", 8)
     max_grad_norm: float = _help("gradient clipping norm (0: off)", 1.0)

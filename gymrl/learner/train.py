@@ -43,6 +43,7 @@ FORK_FIXED = ("model", "env", "reward", "sft", "seed")
 FORK_FIXED_LEARNER = ("lora", "lora_r", "lora_alpha", "lora_dropout", "dtype")
 ROLLOUT_BACKENDS = ("hf", "vllm")
 RL_MODULES = ("all", "attention")
+OPTIMS = ("adamw_torch", "adamw_torch_fused")
 MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
 SFT_SCHEDULES = ("constant", "cosine")
 
@@ -64,6 +65,8 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     if learner["rl_modules"] not in RL_MODULES:
         raise ConfigError(f"learner.rl_modules {learner['rl_modules']!r}; allowed: "
                           f"{', '.join(RL_MODULES)}")
+    if learner["optim"] not in OPTIMS:
+        raise ConfigError(f"learner.optim {learner['optim']!r}; allowed: {', '.join(OPTIMS)}")
     if learner["credit"] not in CREDITS:
         raise ConfigError(f"learner.credit {learner['credit']!r}; allowed: {', '.join(CREDITS)}")
     for key in ("steps", "resample_flat"):
@@ -297,8 +300,9 @@ class Trainer:
         self.held_in_rl = [p for n, p in model.named_parameters()
                            if p.requires_grad and any(m in n for m in MLP_MODULES)
                            ] if learner["rl_modules"] == "attention" else []
-        self.optimizer = torch.optim.AdamW(params, lr=learner["lr"],
-                                           weight_decay=learner["weight_decay"])
+        self.optimizer = torch.optim.AdamW(
+            params, lr=learner["lr"], weight_decay=learner["weight_decay"],
+            **({"fused": True} if learner["optim"] == "adamw_torch_fused" else {}))
         self.step = 0
         self.sft_done = False
         self._demos: list[Sequence] | None = None

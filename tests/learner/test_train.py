@@ -716,6 +716,28 @@ def test_a_fork_trains_as_a_fresh_run_with_its_config_would(tiny_chat_model, tmp
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_fused_optimizer_is_kept_through_a_fork_and_a_resume(tiny_chat_model, tmp_path):
+    """learner.optim is the run's own: restoring a checkpoint written by the other
+    implementation (the fork's source) must not put the saved flag back."""
+    source, fork = tmp_path / "source", tmp_path / "fork"
+    train(tiny_cfg(tiny_chat_model, source, "learner.steps=0"))
+    train(tiny_cfg(tiny_chat_model, fork, f"fork={source}", "learner.steps=1",
+                   "learner.optim=adamw_torch_fused"))
+    for run, fused in ((source, False), (fork, True)):
+        cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path / "x", f"resume={run}"))
+        trainer = Trainer(cfg, run_dir)
+        assert trainer.restore() and trainer.step == (1 if fused else 0)
+        assert all(bool(g["fused"]) is fused for g in trainer.optimizer.param_groups)
+        if fused:  # its moments were restored too: it took a step
+            assert trainer.optimizer.state
+
+
+def test_an_unknown_optimizer_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="learner.optim 'sgd'; allowed: adamw_torch, "
+                                          "adamw_torch_fused"):
+        prepare_run(tiny_cfg(Path("model"), tmp_path, "learner.optim=sgd"))
+
+
 def test_a_fork_with_its_own_rollout_seed_samples_other_rollouts_of_the_same_tasks(
         tiny_chat_model, tmp_path):
     """rollout.seed: the same start and tasks, another sampling stream (run-to-run noise),
