@@ -140,17 +140,19 @@ def test_an_envs_training_recipe_sits_under_the_users_config(tmp_path):
     from gymrl.learner.config import load_train_config
 
     cfg, recipe = load_train_config(["env=router"])
-    assert recipe == ["learner.sft_coef=0.5", "learner.sft_max_turns=2", "learner.steps=6"]
-    assert (cfg["learner"]["sft_coef"], cfg["learner"]["sft_max_turns"]) == (0.5, 2)
-    assert cfg["learner"]["steps"] == 6
+    assert recipe == ["learner.sft_coef=2.0", "learner.sft_max_turns=2", "learner.steps=6",
+                      "learner.lr=4e-4"]
+    assert (cfg["learner"]["sft_coef"], cfg["learner"]["sft_max_turns"]) == (2.0, 2)
+    assert cfg["learner"]["steps"] == 6 and cfg["learner"]["lr"] == 4e-4
     cfg, _ = load_train_config(["env=router", "learner.sft_coef=0", "learner.steps=2"])
     assert (cfg["learner"]["sft_coef"], cfg["learner"]["sft_max_turns"]) == (0.0, 2)
     assert cfg["learner"]["steps"] == 2
     (tmp_path / "mine.yaml").write_text("learner:\n  sft_max_turns: 3\n")
     cfg, _ = load_train_config(["env=router", f"config={tmp_path / 'mine.yaml'}"])
-    assert (cfg["learner"]["sft_coef"], cfg["learner"]["sft_max_turns"]) == (0.5, 3)
+    assert (cfg["learner"]["sft_coef"], cfg["learner"]["sft_max_turns"]) == (2.0, 3)
     cfg, recipe = load_train_config(["env=inquiry"])
     assert recipe == [] and cfg["learner"]["sft_coef"] == 0.0 and cfg["learner"]["steps"] == 4
+    assert cfg["learner"]["lr"] == 2e-4
     with pytest.raises(UnknownNameError, match="unknown env .nope.; registered envs: .*router"):
         load_train_config(["env=nope"])
 
