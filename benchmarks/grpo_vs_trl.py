@@ -22,13 +22,22 @@ for training (forward and backward), N the parameter count, over the step's dist
 the group's prompt once (the G completions share it) and every completion token, counted from
 each side's own completions. Work a side repeats (encoding the same prompt G times) is not
 model FLOPs, so MFU stays <= 100%. Divided by the wall time and by the fp32 matmul ceiling
-measured here (``torch.mm`` of 2048x2048 matrices on the same threads).
+measured here (``torch.mm`` of 2048x2048 matrices on the same threads), taken as the best of
+readings before, between and after the sides (a shared machine's slow moment would otherwise
+flatter every MFU).
+
+Sides: ``gymrl`` (everything in fp32, compared with TRL for ``ratio``), ``gymrl_bf16_rollouts``
+(``rollout.hf_dtype=bfloat16``: a bf16 copy of the policy generates, the learner trains in
+fp32; ``ratio_gymrl_bf16_rollouts``) and ``trl``. A side's ``mfu`` holds each part to the
+ceiling of its own precision (generation's 2N FLOPs per token at the bf16 matmul ceiling when
+it runs in bf16); ``mfu_vs_fp32_ceiling`` holds everything to the fp32 one.
 
 Usage::
 
     pip install "trl==1.16.0" torch==2.13.0    # benchmark-only dependency
     python benchmarks/grpo_vs_trl.py                   # G=8, 32 tokens, 5 timed steps
     python benchmarks/grpo_vs_trl.py --steps 3 --group-size 4
+    python benchmarks/grpo_vs_trl.py --sides gymrl,gymrl_bf16_rollouts   # gymrl only
 
 Writes ``benchmarks/results/grpo_vs_trl.json`` (numbers, config, machine and versions).
 """
@@ -51,11 +60,11 @@ ENV_OPTIONS = {"max_turns": 1}
 REWARD = "brevity+cost+outcome"
 
 
-def matmul_ceiling(size: int = 2048, repeats: int = 10) -> float:
-    """fp32 FLOP/s of a large square matmul on this machine and thread count."""
+def matmul_ceiling(dtype: str = "float32", size: int = 2048, repeats: int = 10) -> float:
+    """FLOP/s of a large square matmul in ``dtype`` on this machine and thread count."""
     import torch
 
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    a, b = (torch.randn(size, size).to(getattr(torch, dtype)) for _ in range(2))
     torch.mm(a, b)
     start = time.perf_counter()
     for _ in range(repeats):
@@ -63,8 +72,26 @@ def matmul_ceiling(size: int = 2048, repeats: int = 10) -> float:
     return 2 * size ** 3 * repeats / (time.perf_counter() - start)
 
 
+class Ceilings:
+    """The matmul ceilings, measured several times through the run (before, between and after
+    the sides); each is the best reading, since a slow moment on a shared machine would make
+    every side's MFU look better than it is."""
+
+    def __init__(self) -> None:
+        self.readings: dict[str, list[float]] = {"float32": [], "bfloat16": []}
+
+    def measure(self) -> None:
+        for dtype, readings in self.readings.items():
+            readings.append(matmul_ceiling(dtype))
+        print("matmul ceilings (GFLOP/s): " + ", ".join(
+            f"{d} {r[-1] / 1e9:.1f}" for d, r in self.readings.items()), flush=True)
+
+    def best(self, dtype: str) -> float:
+        return max(self.readings[dtype])
+
+
 def gymrl_cfg(model: str, group_size: int, length: int, steps: int, lr: float, seed: int,
-              out: Path) -> dict[str, Any]:
+              out: Path, *extra: str) -> dict[str, Any]:
     from gymrl.config import load_config, to_container
     from gymrl.learner.config import TrainConfig
 
@@ -76,7 +103,7 @@ def gymrl_cfg(model: str, group_size: int, length: int, steps: int, lr: float, s
         "learner.optim=adamw_torch_fused",
         f"learner.lr={lr}", f"learner.micro_batch={group_size}",
         f"rollout.max_new_tokens={length}", f"rollout.batch_size={group_size}",
-        "sft.steps=0", f"seed={seed}", f"output_dir={out}", "progress=false"]))
+        "sft.steps=0", f"seed={seed}", f"output_dir={out}", "progress=false", *extra]))
 
 
 def drawn_tasks(cfg: dict[str, Any], steps: int) -> list[str]:
@@ -186,19 +213,38 @@ def prompt_lengths(model: str, task_ids: list[str]) -> list[int]:
     return lengths
 
 
-def summarise(side: dict[str, Any], prompts: list[int], group_size: int,
-              ceiling: float) -> dict[str, Any]:
+def summarise(side: dict[str, Any], prompts: list[int], group_size: int, ceilings: Ceilings,
+              rollout_dtype: str = "float32") -> dict[str, Any]:
+    """Rates and MFU of one side. ``mfu`` holds each part to the ceiling of the precision it
+    runs in: the ideal time is generation's FLOPs at the ``rollout_dtype`` ceiling plus
+    training's at the fp32 one, over the wall time (for an all-fp32 side that is FLOPs over
+    wall time over the fp32 ceiling). ``mfu_vs_fp32_ceiling`` holds everything to fp32."""
     wall = sum(r["wall_s"] for r in side["steps"])
     completion = sum(r["completion_tokens"] for r in side["steps"])
     prompt = sum(prompts[1:len(side["steps"]) + 1])  # once per group: the rows share it
     n = side["n_params"]
-    flops = (2 + 6) * n * (prompt + completion)
-    return {"timed_steps": len(side["steps"]), "wall_s": wall,
-            "s_per_step": wall / len(side["steps"]),
-            "completion_tokens": completion,
-            "mean_completion_length": completion / (group_size * len(side["steps"])),
-            "tokens_per_s": completion / wall, "model_flops": flops,
-            "mfu": flops / wall / ceiling, "per_step": side["steps"]}
+    generate, learn = 2 * n * (prompt + completion), 6 * n * (prompt + completion)
+    fp32 = ceilings.best("float32")
+    ideal = generate / ceilings.best(rollout_dtype) + learn / fp32
+    out = {"timed_steps": len(side["steps"]), "rollout_dtype": rollout_dtype, "wall_s": wall,
+           "s_per_step": wall / len(side["steps"]),
+           "completion_tokens": completion,
+           "mean_completion_length": completion / (group_size * len(side["steps"])),
+           "tokens_per_s": completion / wall, "model_flops": generate + learn,
+           "mfu": ideal / wall, "mfu_vs_fp32_ceiling": (generate + learn) / wall / fp32}
+    if "rollout_s" in side["steps"][0]:  # gymrl's own split of the step
+        out["rollout_s"] = sum(r["rollout_s"] for r in side["steps"])
+        out["train_s"] = sum(r["train_s"] for r in side["steps"])
+        out["rollout_mfu"] = generate / out["rollout_s"] / ceilings.best(rollout_dtype)
+        out["train_mfu"] = learn / out["train_s"] / fp32
+    return out | {"per_step": side["steps"]}
+
+
+# gymrl's sides: name -> (extra overrides, the rollouts' dtype). The first is the one compared
+# with TRL at equal precision (``ratio``); the bf16 copy (``rollout.hf_dtype``) is reported
+# beside it with its own ratio.
+GYMRL_SIDES = {"gymrl": ((), "float32"),
+               "gymrl_bf16_rollouts": (("rollout.hf_dtype=bfloat16",), "bfloat16")}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -211,49 +257,62 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=5, help="timed steps (plus one warm-up)")
     parser.add_argument("--lr", type=float, default=1e-6)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sides", default="gymrl,trl")
+    parser.add_argument("--sides", default=",".join([*GYMRL_SIDES, "trl"]))
     parser.add_argument("--output", type=Path, default=ROOT / "results" / "grpo_vs_trl.json")
     args = parser.parse_args(argv)
     from gymrl.learner.model import resolve_model
 
+    sides = args.sides.split(",")
+    unknown = sorted(set(sides) - {*GYMRL_SIDES, "trl"})
+    if unknown:
+        parser.error(f"unknown sides {unknown}; allowed: {', '.join([*GYMRL_SIDES, 'trl'])}")
     model = resolve_model(args.model)
-    ceiling = matmul_ceiling()
-    print(f"fp32 matmul ceiling: {ceiling / 1e9:.1f} GFLOP/s", flush=True)
+    ceilings = Ceilings()
+    ceilings.measure()
     report: dict[str, Any] = {
         "config": {"model": args.model, "group_size": args.group_size,
                    "max_completion_tokens": args.length, "timed_steps": args.steps,
                    "lr": args.lr, "seed": args.seed, "env": "router", "env_options": ENV_OPTIONS,
                    "reward": REWARD, "loss_type": "grpo", "beta": 0.0, "fine_tuning": "full",
-                   "gradient_checkpointing": False, "optimizer": "adamw_torch_fused (both)"},
+                   "gradient_checkpointing": False, "optimizer": "adamw_torch_fused (all)",
+                   "learner_dtype": "float32"},
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "matmul_ceiling_flops": ceiling,
                     "packages": {p: _version(p) for p in (
                         "gymrl", "torch", "transformers", "trl", "peft", "accelerate")}}}
+    runs: dict[str, tuple[dict[str, Any], str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         cfg = gymrl_cfg(model, args.group_size, args.length, args.steps + 1, args.lr,
-                        args.seed, Path(tmp) / "gymrl")
+                        args.seed, Path(tmp) / "tasks")
         tasks = drawn_tasks(cfg, args.steps + 1)
         prompts = prompt_lengths(model, tasks)
         report["config"]["mean_prompt_tokens"] = sum(prompts) / len(prompts)
-        sides = args.sides.split(",")
-        if "gymrl" in sides:
-            report["gymrl"] = summarise(run_gymrl(cfg, args.steps), prompts, args.group_size,
-                                        ceiling)
-            print(f"gymrl: {report['gymrl']['tokens_per_s']:.1f} tokens/s, "
-                  f"{report['gymrl']['s_per_step']:.1f} s/step, "
-                  f"MFU {report['gymrl']['mfu']:.1%}", flush=True)
+        for name, (extra, dtype) in GYMRL_SIDES.items():
+            if name in sides:
+                runs[name] = (run_gymrl(gymrl_cfg(model, args.group_size, args.length,
+                                                  args.steps + 1, args.lr, args.seed,
+                                                  Path(tmp) / name, *extra), args.steps), dtype)
+                ceilings.measure()
         if "trl" in sides:
-            report["trl"] = summarise(run_trl(model, tasks, args.group_size, args.length, args.lr,
-                                              args.seed, Path(tmp) / "trl"),
-                                      prompts, args.group_size, ceiling)
-            print(f"trl: {report['trl']['tokens_per_s']:.1f} tokens/s, "
-                  f"{report['trl']['s_per_step']:.1f} s/step, "
-                  f"MFU {report['trl']['mfu']:.1%}", flush=True)
-    if "gymrl" in report and "trl" in report:
-        report["ratio"] = report["gymrl"]["tokens_per_s"] / report["trl"]["tokens_per_s"]
+            runs["trl"] = (run_trl(model, tasks, args.group_size, args.length, args.lr,
+                                   args.seed, Path(tmp) / "trl"), "float32")
+            ceilings.measure()
+    report["machine"]["matmul_ceiling_flops"] = ceilings.best("float32")
+    report["machine"]["matmul_ceiling_bf16_flops"] = ceilings.best("bfloat16")
+    report["machine"]["matmul_ceiling_readings"] = ceilings.readings
+    for name, (side, dtype) in runs.items():
+        report[name] = summarise(side, prompts, args.group_size, ceilings, dtype)
+        print(f"{name}: {report[name]['tokens_per_s']:.1f} tokens/s, "
+              f"{report[name]['s_per_step']:.1f} s/step, MFU {report[name]['mfu']:.1%} "
+              f"(against the fp32 ceiling alone: {report[name]['mfu_vs_fp32_ceiling']:.1%})",
+              flush=True)
+    if "trl" in report:
+        for name in GYMRL_SIDES:
+            if name in report:
+                key = "ratio" if name == "gymrl" else f"ratio_{name}"
+                report[key] = report[name]["tokens_per_s"] / report["trl"]["tokens_per_s"]
+                print(f"{key} {name}/trl: {report[key]:.2f} (target >= 1.5)", flush=True)
         report["target_ratio"] = 1.5
-        print(f"ratio gymrl/trl: {report['ratio']:.2f} (target >= 1.5)", flush=True)
     atomic_write_json(args.output, report)
     return report
 

@@ -21,7 +21,7 @@ from gymrl.backends.base import (
 )
 from gymrl.backends.kvcache import RowCaches
 from gymrl.errors import BackendError, ConfigError
-from gymrl.learner.model import EMBEDDED, resolve_model
+from gymrl.learner.model import EMBEDDED, merged_weights, resolve_model
 
 _DTYPES = ("float32", "float16", "bfloat16", "auto")
 # A Hugging Face repo id: "name" or "org/name". Anything else is a local path.
@@ -289,6 +289,24 @@ class HFBackend(Backend):
                 finished=finished, on_exit=keep if keys is not None else None)
         return [self._completion(generated[i], logprobs[i], stops[i], len(prompts[i]))
                 for i in range(len(prompts))]
+
+    def load_weights(self, model: Any) -> None:
+        """Copy a transformers model's current weights into this backend's model, cast to its
+        dtype (a LoRA adapter merged in first): a rollout copy of the learner, kept in step
+        after each update. The KV caches kept for later turns were computed with the old
+        weights, so they are dropped."""
+        import torch
+
+        own = dict(self.model.named_parameters())
+        incoming = dict(merged_weights(model))
+        if set(incoming) != set(own):
+            raise BackendError(
+                f"hf backend {self.target!r}: cannot load weights of another architecture "
+                f"(names differ: {sorted(set(incoming) ^ set(own))[:4]})")
+        with torch.no_grad():
+            for name, weight in incoming.items():
+                own[name].copy_(weight)
+        self.forget()
 
     def sampling_state(self) -> Any:
         """Where the per-call seed stream stands (see ``base.sampling_stream_kept``)."""

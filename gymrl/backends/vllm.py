@@ -13,11 +13,11 @@ through a pipe.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any
 
 from gymrl.backends.base import Backend, Completion, Request, chat_prompt_ids, check_sampling
 from gymrl.errors import BackendError, ConfigError
+from gymrl.learner.model import merged_weights
 
 _DTYPES = ("bfloat16", "float16", "float32", "auto")
 
@@ -158,32 +158,3 @@ class VLLMBackend(Backend):
 
     def close(self) -> None:
         self.llm = None
-
-
-def merged_weights(model: Any) -> Iterator[tuple[str, Any]]:
-    """(name, tensor) of a transformers model's weights under the base model's names.
-
-    A peft LoRA model yields its base weights with the adapter merged in (``W + BA``), named as
-    in the base checkpoint, so an inference engine that knows only the base model can load them.
-    """
-    import torch
-
-    if not hasattr(model, "get_base_model"):
-        for name, param in model.named_parameters():
-            yield name, param.detach()
-        return
-    base = model.get_base_model()
-    with torch.no_grad():
-        for module_name, module in base.named_modules():
-            if hasattr(module, "base_layer") and hasattr(module, "get_delta_weight"):
-                weight = module.base_layer.weight.detach()
-                for adapter in module.active_adapters:
-                    if adapter in module.lora_A:
-                        weight = weight + module.get_delta_weight(adapter).to(weight.dtype)
-                yield f"{module_name}.weight", weight
-                if getattr(module.base_layer, "bias", None) is not None:
-                    yield f"{module_name}.bias", module.base_layer.bias.detach()
-        for name, param in base.named_parameters():
-            if "lora_" in name or ".base_layer." in name:
-                continue
-            yield name, param.detach()

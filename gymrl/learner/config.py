@@ -90,6 +90,10 @@ class RolloutConfig:
                          "engine on the GPU (extra gymrl[vllm]), weights synced after updates",
                          "hf")
     dtype: str = _help("the vllm engine's weights", "bfloat16")
+    hf_dtype: str | None = _help(
+        "backend=hf: null generates with the learner's own model; bfloat16 | float16 | float32 "
+        "with a copy in that dtype, synced after each update (bf16 decodes ~2x faster on a CPU "
+        "with avx512_bf16; evaluations still use the learner's model)", None)
     gpu_memory_utilization: float = _help("GPU memory share of the vllm engine", 0.3)
 
 

@@ -116,3 +116,32 @@ def lora_merged(model: Any) -> Iterator[None]:
             for m, weight in zip(layers, saved, strict=True):
                 m.base_layer.weight.copy_(weight)
                 m.merged_adapters = []
+
+
+def merged_weights(model: Any) -> Iterator[tuple[str, Any]]:
+    """(name, tensor) of a transformers model's weights under the base model's names.
+
+    A peft LoRA model yields its base weights with the adapter merged in (``W + BA``), named as
+    in the base checkpoint, so an inference engine that knows only the base model can load them.
+    """
+    import torch
+
+    if not hasattr(model, "get_base_model"):
+        for name, param in model.named_parameters():
+            yield name, param.detach()
+        return
+    base = model.get_base_model()
+    with torch.no_grad():
+        for module_name, module in base.named_modules():
+            if hasattr(module, "base_layer") and hasattr(module, "get_delta_weight"):
+                weight = module.base_layer.weight.detach()
+                for adapter in module.active_adapters:
+                    if adapter in module.lora_A:
+                        weight = weight + module.get_delta_weight(adapter).to(weight.dtype)
+                yield f"{module_name}.weight", weight
+                if getattr(module.base_layer, "bias", None) is not None:
+                    yield f"{module_name}.bias", module.base_layer.bias.detach()
+        for name, param in base.named_parameters():
+            if "lora_" in name or ".base_layer." in name:
+                continue
+            yield name, param.detach()

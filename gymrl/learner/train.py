@@ -42,6 +42,7 @@ CREDITS = ("episode", "reward_to_go")
 FORK_FIXED = ("model", "env", "reward", "sft", "seed")
 FORK_FIXED_LEARNER = ("lora", "lora_r", "lora_alpha", "lora_dropout", "dtype")
 ROLLOUT_BACKENDS = ("hf", "vllm")
+HF_ROLLOUT_DTYPES = ("bfloat16", "float16", "float32")
 RL_MODULES = ("all", "attention")
 OPTIMS = ("adamw_torch", "adamw_torch_fused")
 MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
@@ -62,6 +63,13 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     if cfg["rollout"]["backend"] not in ROLLOUT_BACKENDS:
         raise ConfigError(f"rollout.backend {cfg['rollout']['backend']!r}; allowed: "
                           f"{', '.join(ROLLOUT_BACKENDS)}")
+    hf_dtype = cfg["rollout"].get("hf_dtype")
+    if hf_dtype is not None and hf_dtype not in HF_ROLLOUT_DTYPES:
+        raise ConfigError(f"rollout.hf_dtype {hf_dtype!r}; allowed: null (the learner's own "
+                          f"model), {', '.join(HF_ROLLOUT_DTYPES)}")
+    if hf_dtype is not None and cfg["rollout"]["backend"] != "hf":
+        raise ConfigError(f"rollout.hf_dtype={hf_dtype} is for rollout.backend=hf; the "
+                          f"{cfg['rollout']['backend']} engine's weights are rollout.dtype")
     if learner["rl_modules"] not in RL_MODULES:
         raise ConfigError(f"learner.rl_modules {learner['rl_modules']!r}; allowed: "
                           f"{', '.join(RL_MODULES)}")
@@ -269,6 +277,9 @@ class Trainer:
         self.learner_backend = HFBackend(path, device=learner["device"], dtype=learner["dtype"],
                                          **sampling)
         self.backend: Any = self.learner_backend
+        if rollout["backend"] == "hf" and rollout["hf_dtype"]:  # a copy in another dtype
+            self.backend = HFBackend(path, device=learner["device"], dtype=rollout["hf_dtype"],
+                                     **sampling)
         if rollout["backend"] == "vllm":
             from gymrl.backends.vllm import VLLMBackend
 
@@ -453,22 +464,32 @@ class Trainer:
         mask = torch.tensor([s.mask + [0] * (width - len(s.mask)) for s in seqs])
         return ids.to(self.device), attention.to(self.device), mask.to(self.device)
 
-    def play(self, rollouts: list[Rollout]) -> None:
-        """Play rollouts to their ends; the learner's own model generates with LoRA merged."""
+    def play(self, rollouts: list[Rollout], backend: Any = None) -> None:
+        """Play rollouts to their ends with ``backend`` (default: the rollout backend); the
+        learner's own model generates with LoRA merged."""
         from gymrl.learner.model import lora_merged
 
-        if self.backend is not self.learner_backend:
-            run_rollouts(self.backend, rollouts)
+        backend = backend or self.backend
+        if backend is not self.learner_backend:
+            run_rollouts(backend, rollouts)
             return
         with lora_merged(self.model):
-            run_rollouts(self.backend, rollouts)
+            run_rollouts(backend, rollouts)
+
+    @property
+    def eval_backend(self) -> Any:
+        """What evaluations generate with: on the hf path the learner's own model (so a
+        rollout copy in bf16 changes what is sampled for training, not what is measured), the
+        vLLM engine on its path."""
+        return self.learner_backend if self.cfg["rollout"]["backend"] == "hf" else self.backend
 
     # -- evaluation ------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
         """Greedy rollouts on held-out tasks: reward, each component, and the env's metrics."""
         ev = self.cfg["eval"]
-        temperature = self.backend.temperature
-        self.backend.temperature = 0.0
+        backend = self.eval_backend
+        temperature = backend.temperature
+        backend.temperature = 0.0
         self.model.eval()
         envs = [self.env_on(ev["split"], self.eval_reward) for _ in range(ev["episodes"])]
         rollouts = []
@@ -476,10 +497,10 @@ class Trainer:
             _, info = env.reset(seed=i)
             rollouts.append(Rollout(group=i, env=env, messages=info["messages"]))
         try:
-            with sampling_stream_kept(self.backend):  # evaluating changes no training draw
-                self.play(rollouts)
+            with sampling_stream_kept(backend):  # evaluating changes no training draw
+                self.play(rollouts, backend)
         finally:
-            self.backend.temperature = temperature
+            backend.temperature = temperature
         from gymrl.evaluate import episode_record, summarise
         records = [(r.episode, r.env.unwrapped.metrics(r.episode)
                     if hasattr(r.env.unwrapped, "metrics") else {}) for r in rollouts]

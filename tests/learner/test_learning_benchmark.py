@@ -69,11 +69,26 @@ def test_grpo_vs_trl_benchmark_on_a_tiny_model(tiny_chat_model, tmp_path):
                          "--steps", "2", "--output", str(out)])
     saved = json.loads(out.read_text())
     assert saved["ratio"] == pytest.approx(report["ratio"]) and saved["ratio"] > 0
-    for side in ("gymrl", "trl"):
+    assert saved["ratio_gymrl_bf16_rollouts"] > 0
+    for side in ("gymrl", "gymrl_bf16_rollouts", "trl"):
         assert saved[side]["timed_steps"] == 2
         assert 0 < saved[side]["mean_completion_length"] <= 6
         assert saved[side]["mfu"] > 0
-    assert saved["machine"]["matmul_ceiling_flops"] > 0
+    machine = saved["machine"]
+    # Each ceiling is the best of its readings: one before the sides and one after each.
+    for dtype, key in (("float32", "matmul_ceiling_flops"),
+                       ("bfloat16", "matmul_ceiling_bf16_flops")):
+        readings = machine["matmul_ceiling_readings"][dtype]
+        assert len(readings) == 4 and machine[key] == max(readings) > 0
+    # An all-fp32 side is held to the fp32 ceiling alone; the bf16 rollouts to their own.
+    assert saved["gymrl"]["mfu"] == pytest.approx(saved["gymrl"]["mfu_vs_fp32_ceiling"])
+    bf16 = saved["gymrl_bf16_rollouts"]
+    assert bf16["rollout_dtype"] == "bfloat16" and bf16["rollout_mfu"] > 0
+    flops_at = {"float32": machine["matmul_ceiling_flops"],
+                "bfloat16": machine["matmul_ceiling_bf16_flops"]}
+    ideal = bf16["model_flops"] / 4 / flops_at["bfloat16"] + \
+        bf16["model_flops"] * 3 / 4 / flops_at["float32"]  # generation 2N, training 6N
+    assert bf16["mfu"] == pytest.approx(ideal / bf16["wall_s"])
 
 
 def test_train_memory_benchmark_measures_each_phase(tiny_chat_model, tmp_path):

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
-from test_train import learner_and_sampled_logprobs, tiny_cfg
+from test_train import _rows, _trained, learner_and_sampled_logprobs, tiny_cfg
 
 from gymrl import BackendError, ConfigError
-from gymrl.backends.vllm import merged_weights
-from gymrl.learner.train import Trainer, prepare_run
+from gymrl.learner.model import merged_weights
+from gymrl.learner.train import Trainer, prepare_run, train
 
 HAS_GPU = torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
 
@@ -49,6 +50,66 @@ def test_unknown_rollout_backend_is_refused(tiny_chat_model, tmp_path):
         prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "rollout.backend=tgi"))
 
 
+@pytest.mark.parametrize(("extra", "message"), [
+    (["rollout.hf_dtype=int8"], r"rollout.hf_dtype 'int8'; allowed: null .* bfloat16, float16"),
+    (["rollout.hf_dtype=bfloat16", "rollout.backend=vllm"], r"is for rollout.backend=hf"),
+])
+def test_a_bad_rollout_copy_dtype_is_refused(tiny_chat_model, tmp_path, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        prepare_run(tiny_cfg(tiny_chat_model, tmp_path, *extra))
+
+
+def _weights(run: Path) -> dict:
+    latest = (run / "checkpoints" / "latest").read_text().strip()
+    return torch.load(run / "checkpoints" / latest / "weights.pt", weights_only=True)
+
+
+def test_a_float32_rollout_copy_trains_exactly_as_the_learners_own_model(tiny_chat_model,
+                                                                         tmp_path):
+    """The copy path (load_weights after every update, LoRA merged, its own sampling stream)
+    changes nothing but the weights' dtype: in float32 the run is the shared-model run."""
+    runs = {"own": (), "copy": ("rollout.hf_dtype=float32",)}
+    for name, extra in runs.items():
+        train(tiny_cfg(tiny_chat_model, tmp_path / name, "learner.steps=3", "learner.lr=5e-3",
+                       "sft.steps=2", "sft.demos=4", "sft.batch_size=2", *extra))
+    own, copy_ = (_trained(_rows(tmp_path / name)) for name in runs)
+    assert own == copy_ and len(own) == 3
+    a, b = (_weights(tmp_path / name) for name in runs)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_bf16_rollout_copy_follows_the_learner_and_evaluations_use_the_learner(
+        tiny_chat_model, tmp_path):
+    cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "learner.lr=5e-2",
+                                        "rollout.hf_dtype=bfloat16"))
+    trainer = Trainer(cfg, run_dir)
+    assert trainer.backend is not trainer.learner_backend
+    assert trainer.backend.model.dtype == torch.bfloat16
+    assert trainer.eval_backend is trainer.learner_backend
+    metrics = trainer.grpo_step()
+    assert metrics["groups/flat"] < 2  # an update happened
+    copy_weights = dict(trainer.backend.model.named_parameters())
+    for name, weight in merged_weights(trainer.model):
+        assert torch.equal(copy_weights[name], weight.to(torch.bfloat16)), name
+    # The copy samples what it is given: its own log-probs of its tokens, near the learner's.
+    from gymrl.learner.rollout import reset_group, run_rollouts
+
+    rollouts = run_rollouts(trainer.backend, reset_group(trainer.train_envs[:2], task_seed=7,
+                                                         group=0))
+    for ours, sampled in learner_and_sampled_logprobs(trainer, rollouts):
+        assert torch.allclose(ours, sampled, atol=0.1)
+
+
+def test_an_evaluation_is_the_same_with_a_bf16_rollout_copy(tiny_chat_model, tmp_path):
+    """Evaluations use the learner's model, so a run with the copy measures its start as a run
+    without it does (and a fork can reuse the start's evaluation)."""
+    rows = {}
+    for name, extra in {"own": (), "copy": ("rollout.hf_dtype=bfloat16",)}.items():
+        cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path / name, *extra))
+        rows[name] = Trainer(cfg, run_dir).evaluate()
+    assert rows["own"] == rows["copy"]
+
+
 @pytest.mark.skipif(HAS_GPU, reason="checks the error raised where vLLM or a GPU is missing")
 def test_vllm_rollouts_without_vllm_or_gpu_fail_with_the_fix(tiny_chat_model, tmp_path):
     cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "rollout.backend=vllm"))
@@ -80,3 +141,15 @@ def test_vllm_rollouts_follow_the_learner_after_each_update(tmp_path):
     rollouts = run_rollouts(trainer.backend, reset_group(envs, task_seed=99, group=0))
     for ours, theirs in learner_and_sampled_logprobs(trainer, rollouts):
         assert (ours - theirs).abs().mean() < 0.1  # bf16 on both sides
+
+
+def test_a_rollout_copy_refuses_weights_of_another_architecture(tiny_chat_model):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from gymrl.backends.hf import HFBackend
+
+    backend = HFBackend(str(tiny_chat_model), dtype="bfloat16")
+    config = AutoConfig.from_pretrained(tiny_chat_model)
+    config.num_hidden_layers = 3
+    with pytest.raises(BackendError, match="another architecture.*model.layers.2"):
+        backend.load_weights(AutoModelForCausalLM.from_config(config))
