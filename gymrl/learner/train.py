@@ -234,6 +234,15 @@ def _with_defaults(saved: Any, defaults: Any) -> Any:
     return out
 
 
+def cpu_has_bf16_matmul() -> bool:
+    """Whether this CPU multiplies bf16 natively (avx512_bf16 or AMX tiles)."""
+    import torch
+
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported",
+                                                          "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
+
+
 class Trainer:
     """Holds the model, optimizer, reward and envs of one run."""
 
@@ -278,6 +287,12 @@ class Trainer:
                                          **sampling)
         self.backend: Any = self.learner_backend
         if rollout["backend"] == "hf" and rollout["hf_dtype"]:  # a copy in another dtype
+            if (rollout["hf_dtype"] == "bfloat16" and learner["device"] == "cpu"
+                    and not cpu_has_bf16_matmul()):
+                warnings.warn("rollout.hf_dtype=bfloat16 on a CPU without avx512_bf16 or AMX: "
+                              "bf16 matmuls are emulated there (measured ~0.2 GFLOP/s on an "
+                              "AVX2 machine, hundreds of times slower than fp32); leave "
+                              "rollout.hf_dtype unset on this machine", stacklevel=2)
             self.backend = HFBackend(path, device=learner["device"], dtype=rollout["hf_dtype"],
                                      **sampling)
         if rollout["backend"] == "vllm":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import warnings
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,19 @@ def test_a_bf16_rollout_copy_follows_the_learner_and_evaluations_use_the_learner
                                                          group=0))
     for ours, sampled in learner_and_sampled_logprobs(trainer, rollouts):
         assert torch.allclose(ours, sampled, atol=0.1)
+
+
+def test_a_bf16_rollout_copy_on_a_cpu_without_bf16_matmuls_warns(tiny_chat_model, tmp_path,
+                                                                   monkeypatch):
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: False)
+    cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "rollout.hf_dtype=bfloat16"))
+    with pytest.warns(UserWarning, match="without avx512_bf16 or AMX.*leave rollout.hf_dtype"):
+        Trainer(cfg, run_dir)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        Trainer(cfg, run_dir)
 
 
 def test_an_evaluation_is_the_same_with_a_bf16_rollout_copy(tiny_chat_model, tmp_path):
