@@ -26,9 +26,11 @@ measured here (``torch.mm`` of 2048x2048 matrices on the same threads), taken as
 readings before, between and after the sides (a shared machine's slow moment would otherwise
 flatter every MFU).
 
-Sides: ``gymrl`` (everything in fp32, compared with TRL for ``ratio``), ``gymrl_bf16_rollouts``
-(``rollout.hf_dtype=bfloat16``: a bf16 copy of the policy generates, the learner trains in
-fp32; ``ratio_gymrl_bf16_rollouts``) and ``trl``. A side's ``mfu`` holds each part to the
+Sides: ``gymrl`` (the default config, everything in fp32, compared with TRL for ``ratio``),
+``gymrl_packed_rollouts`` (``rollout.hf_dtype=float32 rollout.hf_pack=true``: an fp32 copy of
+the policy generates through oneDNN-packed weights), ``gymrl_bf16_rollouts``
+(``rollout.hf_dtype=bfloat16``: a bf16 copy generates; the learner trains in fp32 on every
+side), each with its ``ratio_<side>``, and ``trl``. A side's ``mfu`` holds each part to the
 ceiling of its own precision (generation's 2N FLOPs per token at the bf16 matmul ceiling when
 it runs in bf16); ``mfu_vs_fp32_ceiling`` holds everything to the fp32 one.
 
@@ -240,10 +242,12 @@ def summarise(side: dict[str, Any], prompts: list[int], group_size: int, ceiling
     return out | {"per_step": side["steps"]}
 
 
-# gymrl's sides: name -> (extra overrides, the rollouts' dtype). The first is the one compared
-# with TRL at equal precision (``ratio``); the bf16 copy (``rollout.hf_dtype``) is reported
-# beside it with its own ratio.
+# gymrl's sides: name -> (extra overrides, the rollouts' dtype). The first (the default
+# config) is the one compared with TRL for ``ratio``; the rollout copies (``rollout.hf_dtype``,
+# fp32 with oneDNN-packed weights and bf16) are reported beside it, each with its own ratio.
 GYMRL_SIDES = {"gymrl": ((), "float32"),
+               "gymrl_packed_rollouts": (("rollout.hf_dtype=float32", "rollout.hf_pack=true"),
+                                         "float32"),
                "gymrl_bf16_rollouts": (("rollout.hf_dtype=bfloat16",), "bfloat16")}
 
 

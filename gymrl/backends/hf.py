@@ -71,6 +71,10 @@ class HFBackend(Backend):
             ``False`` contacts it whenever the model is not cached.
         min_shared_prefix: when every prompt of a batch starts with the same tokens (at least
             this many), they are encoded once and the KV cache is copied to every row.
+        pack_linear: generate through oneDNN copies of every linear layer's weights (CPU
+            only; the model then serves inference only, its weights change through
+            :meth:`load_weights`, which packs them again). At batch 8 on 2 cores SmolLM2's
+            fp32 decoding took ~2.7 s against ~3.7 s with the default (MKL) matmuls.
 
     Raises:
         ConfigError: a bad option value.
@@ -91,6 +95,7 @@ class HFBackend(Backend):
         seed: int = 0,
         local_files_only: bool | None = None,
         min_shared_prefix: int = 32,
+        pack_linear: bool = False,
     ) -> None:
         if not target:
             raise ConfigError("hf backend needs a model path or Hugging Face id, e.g. hf:./model")
@@ -112,7 +117,13 @@ class HFBackend(Backend):
         self.min_shared_prefix = min_shared_prefix
         self._rng = random.Random(seed)
         self._rows = RowCaches()  # KV of finished rows, kept for their next turn (keys=)
+        if pack_linear and not str(device).startswith("cpu"):
+            raise ConfigError(f"pack_linear packs weights for oneDNN on the CPU; device is "
+                              f"{device!r}")
+        self.pack_linear = pack_linear
         self.tokenizer, self.model = self._load(local_files_only)
+        if pack_linear:
+            pack_linears(self.model)
         self._eos_ids = self._collect_eos_ids()
 
     # ------------------------------------------------------------------ loading
@@ -306,6 +317,8 @@ class HFBackend(Backend):
         with torch.no_grad():
             for name, weight in incoming.items():
                 own[name].copy_(weight)
+        if self.pack_linear:
+            pack_linears(self.model)
         self.forget()
 
     def sampling_state(self) -> Any:
@@ -424,6 +437,26 @@ class HFBackend(Backend):
         """Drop the model so its memory can be freed."""
         self.model = None
         self.tokenizer = None
+
+
+def pack_linears(model: Any) -> None:
+    """Every ``nn.Linear`` of ``model`` multiplies with a oneDNN (mkldnn) copy of its weights,
+    made now (call again after the weights change). For inference on the CPU: the copies take
+    no gradient. The math stays in the weights' dtype; only the kernel changes (oneDNN's
+    instead of MKL's, faster for decoding's few-row matmuls)."""
+    import types
+
+    import torch
+
+    def forward(self: Any, x: Any) -> Any:
+        return torch._C._nn.mkldnn_linear(x.contiguous().to_mkldnn(), *self.packed).to_dense()
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                bias = None if module.bias is None else module.bias.detach().to_mkldnn()
+                module.packed = (module.weight.detach().to_mkldnn(), bias)
+                module.forward = types.MethodType(forward, module)
 
 
 def _common_prefix_len(rows: list[list[int]]) -> int:

@@ -94,6 +94,9 @@ class RolloutConfig:
         "backend=hf: null generates with the learner's own model; bfloat16 | float16 | float32 "
         "with a copy in that dtype, synced after each update (bf16 decodes ~2x faster on a CPU "
         "with avx512_bf16; evaluations still use the learner's model)", None)
+    hf_pack: bool = _help(
+        "with rollout.hf_dtype (CPU): the copy multiplies through oneDNN-packed weights, "
+        "repacked after each sync (fp32 decoding ~1.3x faster on 2 cores)", False)
     gpu_memory_utilization: float = _help("GPU memory share of the vllm engine", 0.3)
 
 

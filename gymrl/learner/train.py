@@ -67,6 +67,12 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     if hf_dtype is not None and hf_dtype not in HF_ROLLOUT_DTYPES:
         raise ConfigError(f"rollout.hf_dtype {hf_dtype!r}; allowed: null (the learner's own "
                           f"model), {', '.join(HF_ROLLOUT_DTYPES)}")
+    if cfg["rollout"].get("hf_pack") and hf_dtype is None:
+        raise ConfigError("rollout.hf_pack=true packs the weights of a rollout copy, which "
+                          "rollout.hf_dtype makes: add rollout.hf_dtype=float32 (or bfloat16)")
+    if cfg["rollout"].get("hf_pack") and cfg["learner"]["device"] != "cpu":
+        raise ConfigError(f"rollout.hf_pack=true is for the CPU (oneDNN); learner.device is "
+                          f"{cfg['learner']['device']!r}")
     if hf_dtype is not None and cfg["rollout"]["backend"] != "hf":
         raise ConfigError(f"rollout.hf_dtype={hf_dtype} is for rollout.backend=hf; the "
                           f"{cfg['rollout']['backend']} engine's weights are rollout.dtype")
@@ -294,7 +300,7 @@ class Trainer:
                               "AVX2 machine, hundreds of times slower than fp32); leave "
                               "rollout.hf_dtype unset on this machine", stacklevel=2)
             self.backend = HFBackend(path, device=learner["device"], dtype=rollout["hf_dtype"],
-                                     **sampling)
+                                     pack_linear=rollout["hf_pack"], **sampling)
         if rollout["backend"] == "vllm":
             from gymrl.backends.vllm import VLLMBackend
 

@@ -167,6 +167,42 @@ def test_sampled_logprobs_are_those_of_the_sampling_distribution(model_dir: Path
     assert got.logprobs == pytest.approx(expected.tolist(), abs=1e-4)
 
 
+def test_packed_linears_sample_what_the_plain_model_does(model_dir: Path) -> None:
+    import torch
+
+    requests = [ask(q) for q, _ in QA]
+    plain, packed = (HFBackend(str(model_dir), temperature=1.0, max_new_tokens=16, seed=3,
+                               pack_linear=pack) for pack in (False, True))
+    assert all(hasattr(m, "packed") for m in packed.model.modules()
+               if isinstance(m, torch.nn.Linear))
+    a, b = plain.generate(requests), packed.generate(requests)
+    assert [c.token_ids for c in a] == [c.token_ids for c in b]
+    for x, y in zip(a, b, strict=True):
+        assert x.logprobs == pytest.approx(y.logprobs, abs=1e-5)
+
+
+def test_packed_linears_are_packed_again_when_the_weights_change(model_dir: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    other = AutoModelForCausalLM.from_pretrained(model_dir)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    requests = [ask(q) for q, _ in QA]
+    packed = HFBackend(str(model_dir), temperature=0, max_new_tokens=12, pack_linear=True)
+    before = packed.generate(requests)
+    packed.load_weights(other)
+    reference = HFBackend(str(model_dir), temperature=0, max_new_tokens=12)
+    reference.load_weights(other)
+    after, expected = packed.generate(requests), reference.generate(requests)
+    assert [c.token_ids for c in after] == [c.token_ids for c in expected]
+    for x, y in zip(after, expected, strict=True):
+        assert x.logprobs == pytest.approx(y.logprobs, abs=1e-5)
+    assert [c.logprobs for c in after] != [c.logprobs for c in before]
+
+
 def test_same_seed_same_samples(model_dir: Path) -> None:
     requests = [ask(q) for q, _ in QA]
 
@@ -235,7 +271,8 @@ def test_model_without_chat_template_is_refused(model_dir: Path, tmp_path: Path)
 
 
 @pytest.mark.parametrize("option", [{"temperature": -1}, {"top_p": 0}, {"batch_size": 0},
-                                    {"max_new_tokens": 0}, {"dtype": "float8"}])
+                                    {"max_new_tokens": 0}, {"dtype": "float8"},
+                                    {"pack_linear": True, "device": "cuda"}])
 def test_bad_options_are_config_errors(option: dict) -> None:
     with pytest.raises(ConfigError):
         HFBackend("/unused", **option)

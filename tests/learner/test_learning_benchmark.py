@@ -69,8 +69,9 @@ def test_grpo_vs_trl_benchmark_on_a_tiny_model(tiny_chat_model, tmp_path):
                          "--steps", "2", "--output", str(out)])
     saved = json.loads(out.read_text())
     assert saved["ratio"] == pytest.approx(report["ratio"]) and saved["ratio"] > 0
-    assert saved["ratio_gymrl_bf16_rollouts"] > 0
-    for side in ("gymrl", "gymrl_bf16_rollouts", "trl"):
+    sides = ("gymrl", "gymrl_packed_rollouts", "gymrl_bf16_rollouts", "trl")
+    assert saved["ratio_gymrl_bf16_rollouts"] > 0 and saved["ratio_gymrl_packed_rollouts"] > 0
+    for side in sides:
         assert saved[side]["timed_steps"] == 2
         assert 0 < saved[side]["mean_completion_length"] <= 6
         assert saved[side]["mfu"] > 0
@@ -79,9 +80,10 @@ def test_grpo_vs_trl_benchmark_on_a_tiny_model(tiny_chat_model, tmp_path):
     for dtype, key in (("float32", "matmul_ceiling_flops"),
                        ("bfloat16", "matmul_ceiling_bf16_flops")):
         readings = machine["matmul_ceiling_readings"][dtype]
-        assert len(readings) == 4 and machine[key] == max(readings) > 0
+        assert len(readings) == 1 + len(sides) and machine[key] == max(readings) > 0
     # An all-fp32 side is held to the fp32 ceiling alone; the bf16 rollouts to their own.
-    assert saved["gymrl"]["mfu"] == pytest.approx(saved["gymrl"]["mfu_vs_fp32_ceiling"])
+    for side in ("gymrl", "gymrl_packed_rollouts", "trl"):
+        assert saved[side]["mfu"] == pytest.approx(saved[side]["mfu_vs_fp32_ceiling"])
     bf16 = saved["gymrl_bf16_rollouts"]
     assert bf16["rollout_dtype"] == "bfloat16" and bf16["rollout_mfu"] > 0
     flops_at = {"float32": machine["matmul_ceiling_flops"],

@@ -54,6 +54,9 @@ def test_unknown_rollout_backend_is_refused(tiny_chat_model, tmp_path):
 @pytest.mark.parametrize(("extra", "message"), [
     (["rollout.hf_dtype=int8"], r"rollout.hf_dtype 'int8'; allowed: null .* bfloat16, float16"),
     (["rollout.hf_dtype=bfloat16", "rollout.backend=vllm"], r"is for rollout.backend=hf"),
+    (["rollout.hf_pack=true"], r"add rollout.hf_dtype=float32"),
+    (["rollout.hf_pack=true", "rollout.hf_dtype=float32", "learner.device=cuda"],
+     r"hf_pack=true is for the CPU"),
 ])
 def test_a_bad_rollout_copy_dtype_is_refused(tiny_chat_model, tmp_path, extra, message):
     with pytest.raises(ConfigError, match=message):
@@ -112,6 +115,20 @@ def test_a_bf16_rollout_copy_on_a_cpu_without_bf16_matmuls_warns(tiny_chat_model
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         Trainer(cfg, run_dir)
+
+
+def test_a_packed_float32_rollout_copy_samples_as_the_learner_would(tiny_chat_model,
+                                                                    tmp_path):
+    cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "learner.lr=5e-2",
+                                        "rollout.hf_dtype=float32", "rollout.hf_pack=true"))
+    trainer = Trainer(cfg, run_dir)
+    trainer.grpo_step()  # an update: the copy is synced and packed again
+    from gymrl.learner.rollout import reset_group, run_rollouts
+
+    rollouts = run_rollouts(trainer.backend, reset_group(trainer.train_envs[:2], task_seed=7,
+                                                         group=0))
+    for ours, sampled in learner_and_sampled_logprobs(trainer, rollouts):
+        assert torch.allclose(ours, sampled, atol=1e-4)
 
 
 def test_an_evaluation_is_the_same_with_a_bf16_rollout_copy(tiny_chat_model, tmp_path):
