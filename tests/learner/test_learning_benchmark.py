@@ -115,3 +115,19 @@ def test_train_memory_benchmark_measures_each_phase(tiny_chat_model, tmp_path):
     assert [r["step"] for r in rows if "loss/policy" in r] == [1]
     assert saved["phases"][1]["tokens_trained"] > 0  # an update's peak, not a skipped one's
     assert (tmp_path / "train_memory.png").is_file()
+
+
+def test_rollout_speed_benchmark_on_a_tiny_model(tiny_chat_model, tmp_path):
+    out = tmp_path / "rollout_speed.json"
+    report = _load("rollout_speed").main([
+        "--model", str(tiny_chat_model), "--groups", "1", "2", "--group-size", "2",
+        "--max-new-tokens", "8", "--repeats", "1", "--output", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["summary"] == report["summary"]
+    assert {(r["way"], r["batch"]) for r in saved["rows"]} == {
+        (w, b) for w in ("default_fp32", "packed_fp32", "bf16") for b in (2, 4)}
+    assert all(r["policy_tokens"] > 0 and r["tokens_per_s"] > 0 for r in saved["rows"])
+    # The default against itself: the same seed samples the same tokens.
+    assert all(r["same_tokens_as_default"] for r in saved["rows"] if r["way"] == "default_fp32")
+    assert saved["summary"]["default_fp32@4"]["speedup"] == 1.0
+    assert (tmp_path / "rollout_speed.png").is_file()

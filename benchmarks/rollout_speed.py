@@ -1,0 +1,147 @@
+"""Rollout speed of the hf path's three ways to generate: the learner's own fp32 model (the
+default), an fp32 copy with oneDNN-packed weights (``rollout.hf_dtype=float32
+rollout.hf_pack=true``) and a bf16 copy (``rollout.hf_dtype=bfloat16``).
+
+Each plays whole ``router`` episodes (every turn, stop strings, KV caches kept between turns)
+with :func:`gymrl.learner.rollout.run_rollouts`, the trainer's own path, on the same tasks and
+from the same sampling seed, at two batch sizes: one group (G=8, as ``grpo_vs_trl``) and the
+main job's 4 groups of 8. What is timed is the wall time of each batch of episodes; the rate is
+policy tokens per second. The fp32 ways sample the same tokens (the packed one up to rounding
+in the last bits: ``same_tokens_as_default`` says whether it did); bf16 samples other ones, so
+its episodes may be longer or shorter: compare tokens/s, not seconds.
+
+Usage::
+
+    python benchmarks/rollout_speed.py                      # SmolLM2, batches 8 and 32
+    python benchmarks/rollout_speed.py --repeats 3 --groups 1 4
+
+Writes ``benchmarks/results/rollout_speed.json`` and ``rollout_speed.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from gymrl.results import atomic_write_json, versions
+
+ROOT = Path(__file__).resolve().parent
+# name -> HFBackend options on top of the common ones
+WAYS = {"default_fp32": {"dtype": "float32"},
+        "packed_fp32": {"dtype": "float32", "pack_linear": True},
+        "bf16": {"dtype": "bfloat16"}}
+
+
+def play(backend: Any, groups: int, group_size: int, seed: int) -> tuple[float, int, list]:
+    """Wall seconds, policy tokens and the sampled ids of ``groups`` groups of episodes."""
+    from gymrl.learner.rollout import reset_group, run_rollouts
+    from gymrl.make import make_env
+
+    rollouts = []
+    for g in range(groups):
+        envs = [make_env("router", split="train") for _ in range(group_size)]
+        rollouts += reset_group(envs, task_seed=seed * 1_000_003 + g, group=g)
+    start = time.perf_counter()
+    run_rollouts(backend, rollouts)
+    wall = time.perf_counter() - start
+    tokens = sum(sum(r.seq.mask) for r in rollouts)
+    return wall, tokens, [[i for i, m in zip(r.seq.ids, r.seq.mask, strict=True) if m]
+                          for r in rollouts]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    import torch
+
+    from gymrl.backends.hf import HFBackend
+    from gymrl.learner.model import resolve_model
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--groups", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2, help="timed batches per way and size")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, default=ROOT / "results" / "rollout_speed.json")
+    parser.add_argument("--no-plot", action="store_true")
+    args = parser.parse_args(argv)
+
+    path = resolve_model(args.model)
+    rows = []
+    for groups in args.groups:
+        batch = groups * args.group_size
+        backends = {name: HFBackend(path, max_new_tokens=args.max_new_tokens, batch_size=batch,
+                                    temperature=1.0, seed=args.seed, **options)
+                    for name, options in WAYS.items()}
+        for backend in backends.values():  # warm-up, untimed
+            play(backend, groups, args.group_size, args.seed + 1000)
+        samples: dict[str, list] = {}
+        for repeat in range(args.repeats):  # the ways take turns: a slow moment hits them all
+            for name, backend in backends.items():
+                backend.set_sampling_state(_seeded_state(args.seed + repeat))
+                wall, tokens, ids = play(backend, groups, args.group_size, args.seed + repeat)
+                samples.setdefault(name, []).append(ids)
+                rows.append({"way": name, "batch": batch, "repeat": repeat, "wall_s": wall,
+                             "policy_tokens": tokens, "tokens_per_s": tokens / wall})
+                print(f"batch {batch:3d} {name:13s} {wall:6.2f} s  {tokens:5d} tokens  "
+                      f"{tokens / wall:6.1f} tokens/s", flush=True)
+        for row in rows:
+            if row["batch"] == batch:
+                row["same_tokens_as_default"] = (
+                    samples[row["way"]][row["repeat"]] == samples["default_fp32"][row["repeat"]])
+    summary = {}
+    for batch in sorted({r["batch"] for r in rows}):
+        for name in WAYS:
+            mine = [r for r in rows if r["batch"] == batch and r["way"] == name]
+            summary[f"{name}@{batch}"] = {
+                "tokens_per_s": sum(r["policy_tokens"] for r in mine) / sum(r["wall_s"]
+                                                                             for r in mine)}
+        base = summary[f"default_fp32@{batch}"]["tokens_per_s"]
+        for name in WAYS:
+            mine = summary[f"{name}@{batch}"]
+            mine["speedup"] = mine["tokens_per_s"] / base
+    report = {"config": vars(args) | {"output": str(args.output), "model_path": str(path)},
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                          "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+                          "cpu_capability": torch.backends.cpu.get_cpu_capability()},
+              "versions": versions(), "rows": rows, "summary": summary}
+    atomic_write_json(args.output, report)
+    if not args.no_plot:
+        plot(summary, args.output.with_suffix(".png"))
+    return report
+
+
+def _seeded_state(seed: int) -> Any:
+    """The state of an hf backend's per-call seed stream started from ``seed``."""
+    import random
+
+    return random.Random(seed).getstate()
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batches = sorted({int(k.split("@")[1]) for k in summary})
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    width = 0.8 / len(WAYS)
+    for i, name in enumerate(WAYS):
+        values = [summary[f"{name}@{b}"]["tokens_per_s"] for b in batches]
+        ax.bar([j + i * width for j in range(len(batches))], values, width, label=name)
+    ax.set_xticks([j + width for j in range(len(batches))], [f"batch {b}" for b in batches])
+    ax.set_ylabel("policy tokens/s")
+    ax.set_title("router rollouts on the CPU, by way of generating")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
