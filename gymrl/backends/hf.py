@@ -73,8 +73,9 @@ class HFBackend(Backend):
             this many), they are encoded once and the KV cache is copied to every row.
         pack_linear: generate through oneDNN copies of every linear layer's weights (CPU
             only; the model then serves inference only, its weights change through
-            :meth:`load_weights`, which packs them again). At batch 8 on 2 cores SmolLM2's
-            fp32 decoding took ~2.7 s against ~3.7 s with the default (MKL) matmuls.
+            :meth:`load_weights`, which packs them again). SmolLM2's fp32 router rollouts on
+            2 cores: 1.30x the tokens/s at batch 8, 1.08x at batch 32, the same tokens
+            (``benchmarks/rollout_speed.py``).
 
     Raises:
         ConfigError: a bad option value.
