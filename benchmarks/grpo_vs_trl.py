@@ -79,8 +79,8 @@ class Ceilings:
     the sides); each is the best reading, since a slow moment on a shared machine would make
     every side's MFU look better than it is."""
 
-    def __init__(self) -> None:
-        self.readings: dict[str, list[float]] = {"float32": [], "bfloat16": []}
+    def __init__(self, dtypes: tuple[str, ...] = ("float32", "bfloat16")) -> None:
+        self.readings: dict[str, list[float]] = {d: [] for d in dtypes}
 
     def measure(self) -> None:
         for dtype, readings in self.readings.items():
@@ -271,7 +271,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if unknown:
         parser.error(f"unknown sides {unknown}; allowed: {', '.join([*GYMRL_SIDES, 'trl'])}")
     model = resolve_model(args.model)
-    ceilings = Ceilings()
+    from gymrl.learner.train import cpu_has_bf16_matmul
+
+    if "gymrl_bf16_rollouts" in sides and not cpu_has_bf16_matmul():
+        # Emulated bf16 (~0.2 GFLOP/s on an AVX2 machine): the side and its ceiling would take
+        # hours and say nothing about gymrl.
+        print("no avx512_bf16/AMX on this CPU: skipping gymrl_bf16_rollouts", flush=True)
+        sides.remove("gymrl_bf16_rollouts")
+    ceilings = Ceilings(("float32", "bfloat16") if "gymrl_bf16_rollouts" in sides
+                        else ("float32",))
     ceilings.measure()
     report: dict[str, Any] = {
         "config": {"model": args.model, "group_size": args.group_size,
@@ -302,7 +310,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                    args.seed, Path(tmp) / "trl"), "float32")
             ceilings.measure()
     report["machine"]["matmul_ceiling_flops"] = ceilings.best("float32")
-    report["machine"]["matmul_ceiling_bf16_flops"] = ceilings.best("bfloat16")
+    if "bfloat16" in ceilings.readings:
+        report["machine"]["matmul_ceiling_bf16_flops"] = ceilings.best("bfloat16")
     report["machine"]["matmul_ceiling_readings"] = ceilings.readings
     for name, (side, dtype) in runs.items():
         report[name] = summarise(side, prompts, args.group_size, ceilings, dtype)
