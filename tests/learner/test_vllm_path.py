@@ -5,13 +5,13 @@ from __future__ import annotations
 import copy
 import importlib.util
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
 from test_train import _rows, _trained, learner_and_sampled_logprobs, tiny_cfg
 
 from gymrl import BackendError, ConfigError
+from gymrl.learner import checkpoint
 from gymrl.learner.model import merged_weights
 from gymrl.learner.train import Trainer, prepare_run, train
 
@@ -63,11 +63,6 @@ def test_a_bad_rollout_copy_dtype_is_refused(tiny_chat_model, tmp_path, extra, m
         prepare_run(tiny_cfg(tiny_chat_model, tmp_path, *extra))
 
 
-def _weights(run: Path) -> dict:
-    latest = (run / "checkpoints" / "latest").read_text().strip()
-    return torch.load(run / "checkpoints" / latest / "weights.pt", weights_only=True)
-
-
 def test_a_float32_rollout_copy_trains_exactly_as_the_learners_own_model(tiny_chat_model,
                                                                          tmp_path):
     """The copy path (load_weights after every update, LoRA merged, its own sampling stream)
@@ -78,7 +73,8 @@ def test_a_float32_rollout_copy_trains_exactly_as_the_learners_own_model(tiny_ch
                        "sft.steps=2", "sft.demos=4", "sft.batch_size=2", *extra))
     own, copy_ = (_trained(_rows(tmp_path / name)) for name in runs)
     assert own == copy_ and len(own) == 3
-    a, b = (_weights(tmp_path / name) for name in runs)
+    a, b = (torch.load(checkpoint.latest(tmp_path / name) / "weights.pt", weights_only=True)
+            for name in runs)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
