@@ -8,9 +8,11 @@ that plays the completion in a gymrl env). ``brevity`` (the example plugin: shor
 higher) is there so that every group's rewards differ: the untrained model earns the same 0
 from ``cost+outcome`` on every completion, and gymrl skips the update of a group whose rewards
 are all equal (its gradient is 0) while TRL still runs it, which would compare rollouts alone
-with rollouts plus training. One prompt per step, G completions,
-at most ``--length`` new tokens each. The tasks are the ones gymrl's trainer draws, in the
-same order, so both sides see the same prompts.
+with rollouts plus training. ``--groups`` prompts per step (1 by default, as in the issue's
+TRL reference; gymrl's default job trains 4), G completions each, at most ``--length`` new
+tokens each. The tasks are the ones gymrl's trainer draws, in the same order, so both sides see
+the same prompts. Both sides run with glibc keeping freed memory for reuse
+(``gymrl.learner.memory``, which gymrl's trainer sets), set before the first side.
 
 gymrl stops a completion at the env's stop strings (``</search>``, ``</answer>``) or EOS; TRL
 stops at EOS or the length. The rate compared is policy (completion) tokens per second of
@@ -39,6 +41,8 @@ Usage::
     pip install "trl==1.16.0" torch==2.13.0    # benchmark-only dependency
     python benchmarks/grpo_vs_trl.py                   # G=8, 32 tokens, 5 timed steps
     python benchmarks/grpo_vs_trl.py --steps 3 --group-size 4
+    python benchmarks/grpo_vs_trl.py --groups 4 --steps 3 \
+        --output benchmarks/results/grpo_vs_trl_groups4.json   # the default job's batch shape
     python benchmarks/grpo_vs_trl.py --sides gymrl,gymrl_bf16_rollouts   # gymrl only
 
 Writes ``benchmarks/results/grpo_vs_trl.json`` (numbers, config, machine and versions).
@@ -92,31 +96,34 @@ class Ceilings:
         return max(self.readings[dtype])
 
 
-def gymrl_cfg(model: str, group_size: int, length: int, steps: int, lr: float, seed: int,
-              out: Path, *extra: str) -> dict[str, Any]:
+def gymrl_cfg(model: str, groups: int, group_size: int, length: int, steps: int, lr: float,
+              seed: int, out: Path, *extra: str) -> dict[str, Any]:
     from gymrl.config import load_config, to_container
     from gymrl.learner.config import TrainConfig
 
     return to_container(load_config(TrainConfig, [
         f"model={model}", "env=router", "env.max_turns=1", f"reward={REWARD}",
-        "learner.groups=1", f"learner.group_size={group_size}", f"learner.steps={steps}",
+        f"learner.groups={groups}", f"learner.group_size={group_size}", f"learner.steps={steps}",
         "learner.lora=false", "learner.loss_type=grpo", "learner.beta=0",
         # TRL's default AdamW (transformers' with torch >= 2.8) is the fused one: the same here.
         "learner.optim=adamw_torch_fused",
         f"learner.lr={lr}", f"learner.micro_batch={group_size}",
-        f"rollout.max_new_tokens={length}", f"rollout.batch_size={group_size}",
+        f"rollout.max_new_tokens={length}", f"rollout.batch_size={groups * group_size}",
         "sft.steps=0", f"seed={seed}", f"output_dir={out}", "progress=false", *extra]))
 
 
-def drawn_tasks(cfg: dict[str, Any], steps: int) -> list[str]:
-    """The task ids gymrl's trainer draws at each step (first env of each group)."""
+def drawn_tasks(cfg: dict[str, Any], steps: int) -> list[list[str]]:
+    """The task ids gymrl's trainer draws at each step, one per group (its first env's)."""
     from gymrl.make import make_env
 
     env = make_env("router", split="train", **ENV_OPTIONS)
+    groups = cfg["learner"]["groups"]
     ids = []
     for step in range(steps):
-        env.reset(seed=cfg["seed"] * 1_000_003 + step)  # groups=1: task_seed of Trainer
-        ids.append(env.unwrapped.episode.task.id)
+        ids.append([])
+        for k in range(groups):  # Trainer.draw_batch's task_seed (no resample_flat)
+            env.reset(seed=cfg["seed"] * 1_000_003 + step * groups + k)
+            ids[-1].append(env.unwrapped.episode.task.id)
     return ids
 
 
@@ -140,7 +147,7 @@ def run_gymrl(cfg: dict[str, Any], steps: int) -> dict[str, Any]:
     return {"steps": rows, "n_params": sum(p.numel() for p in trainer.model.parameters())}
 
 
-def run_trl(model: str, task_ids: list[str], group_size: int, length: int, lr: float,
+def run_trl(model: str, task_ids: list[list[str]], group_size: int, length: int, lr: float,
             seed: int, out: Path) -> dict[str, Any]:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -151,9 +158,11 @@ def run_trl(model: str, task_ids: list[str], group_size: int, length: int, lr: f
     env = make_env("router", split="train", reward=make_reward("router", {"spec": REWARD}),
                    **ENV_OPTIONS)
     rows = []
-    for task_id in task_ids:
-        _, info = env.reset(options={"task_id": task_id})
-        rows.append({"prompt": info["messages"], "task_id": task_id})
+    for step_tasks in task_ids:  # in order: a step's prompts are the next batch
+        for task_id in step_tasks:
+            _, info = env.reset(options={"task_id": task_id})
+            rows.append({"prompt": info["messages"], "task_id": task_id})
+    rows_per_step = len(task_ids[0]) * group_size
 
     def env_reward(prompts: list, completions: list, task_id: list[str], **_: Any) -> list[float]:
         rewards = []
@@ -178,7 +187,7 @@ def run_trl(model: str, task_ids: list[str], group_size: int, length: int, lr: f
     tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")
     policy = AutoModelForCausalLM.from_pretrained(model, dtype="float32")
     args = GRPOConfig(
-        output_dir=str(out), per_device_train_batch_size=group_size, num_generations=group_size,
+        output_dir=str(out), per_device_train_batch_size=rows_per_step, num_generations=group_size,
         max_completion_length=length, max_steps=len(task_ids), learning_rate=lr,
         logging_steps=1, report_to="none", use_cpu=True, bf16=False, beta=0.0,
         loss_type="grpo", scale_rewards="group", temperature=1.0, top_p=1.0, top_k=0,
@@ -195,12 +204,12 @@ def run_trl(model: str, task_ids: list[str], group_size: int, length: int, lr: f
     step_logs = [log for log in logs if "completions/mean_length" in log]
     out_rows = []
     for i in range(1, len(task_ids)):  # step 0: warm-up, untimed
-        out_rows.append({"wall_s": marks[i + 1] - marks[i],
-                         "completion_tokens": step_logs[i]["completions/mean_length"] * group_size})
+        out_rows.append({"wall_s": marks[i + 1] - marks[i], "completion_tokens":
+                         step_logs[i]["completions/mean_length"] * rows_per_step})
     return {"steps": out_rows, "n_params": sum(p.numel() for p in policy.parameters())}
 
 
-def prompt_lengths(model: str, task_ids: list[str]) -> list[int]:
+def prompt_lengths(model: str, task_ids: list[list[str]]) -> list[list[int]]:
     from transformers import AutoTokenizer
 
     from gymrl.make import make_env
@@ -208,22 +217,26 @@ def prompt_lengths(model: str, task_ids: list[str]) -> list[int]:
     tok = AutoTokenizer.from_pretrained(model)
     env = make_env("router", split="train", **ENV_OPTIONS)
     lengths = []
-    for task_id in task_ids:
-        _, info = env.reset(options={"task_id": task_id})
-        lengths.append(len(tok.apply_chat_template(info["messages"], add_generation_prompt=True,
-                                                   tokenize=True, return_dict=False)))
+    for step_tasks in task_ids:
+        lengths.append([])
+        for task_id in step_tasks:
+            _, info = env.reset(options={"task_id": task_id})
+            lengths[-1].append(len(tok.apply_chat_template(
+                info["messages"], add_generation_prompt=True, tokenize=True, return_dict=False)))
     return lengths
 
 
-def summarise(side: dict[str, Any], prompts: list[int], group_size: int, ceilings: Ceilings,
-              rollout_dtype: str = "float32") -> dict[str, Any]:
+def summarise(side: dict[str, Any], prompts: list[list[int]], group_size: int,
+              ceilings: Ceilings, rollout_dtype: str = "float32") -> dict[str, Any]:
     """Rates and MFU of one side. ``mfu`` holds each part to the ceiling of the precision it
     runs in: the ideal time is generation's FLOPs at the ``rollout_dtype`` ceiling plus
     training's at the fp32 one, over the wall time (for an all-fp32 side that is FLOPs over
     wall time over the fp32 ceiling). ``mfu_vs_fp32_ceiling`` holds everything to fp32."""
     wall = sum(r["wall_s"] for r in side["steps"])
     completion = sum(r["completion_tokens"] for r in side["steps"])
-    prompt = sum(prompts[1:len(side["steps"]) + 1])  # once per group: the rows share it
+    # Each group's prompt once (its rows share it); step 0 is the untimed warm-up.
+    prompt = sum(sum(step) for step in prompts[1:len(side["steps"]) + 1])
+    rows = group_size * len(prompts[0]) * len(side["steps"])
     n = side["n_params"]
     generate, learn = 2 * n * (prompt + completion), 6 * n * (prompt + completion)
     fp32 = ceilings.best("float32")
@@ -231,7 +244,7 @@ def summarise(side: dict[str, Any], prompts: list[int], group_size: int, ceiling
     out = {"timed_steps": len(side["steps"]), "rollout_dtype": rollout_dtype, "wall_s": wall,
            "s_per_step": wall / len(side["steps"]),
            "completion_tokens": completion,
-           "mean_completion_length": completion / (group_size * len(side["steps"])),
+           "mean_completion_length": completion / rows,
            "tokens_per_s": completion / wall, "model_flops": generate + learn,
            "mfu": ideal / wall, "mfu_vs_fp32_ceiling": (generate + learn) / wall / fp32}
     if "rollout_s" in side["steps"][0]:  # gymrl's own split of the step
@@ -256,6 +269,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--groups", type=int, default=1,
+                        help="prompts per step (gymrl's default job trains 4)")
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--length", type=int, default=32, help="max completion tokens")
     parser.add_argument("--steps", type=int, default=5, help="timed steps (plus one warm-up)")
@@ -271,7 +286,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if unknown:
         parser.error(f"unknown sides {unknown}; allowed: {', '.join([*GYMRL_SIDES, 'trl'])}")
     model = resolve_model(args.model)
+    from gymrl.learner.memory import keep_freed_memory
     from gymrl.learner.train import cpu_has_bf16_matmul
+
+    # gymrl's Trainer sets this process-wide; set here, before any side, it holds for TRL too.
+    keep_freed_memory()
 
     if "gymrl_bf16_rollouts" in sides and not cpu_has_bf16_matmul():
         # Emulated bf16 (~0.2 GFLOP/s on an AVX2 machine): the side and its ceiling would take
@@ -282,7 +301,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         else ("float32",))
     ceilings.measure()
     report: dict[str, Any] = {
-        "config": {"model": args.model, "group_size": args.group_size,
+        "config": {"model": args.model, "groups": args.groups, "group_size": args.group_size,
                    "max_completion_tokens": args.length, "timed_steps": args.steps,
                    "lr": args.lr, "seed": args.seed, "env": "router", "env_options": ENV_OPTIONS,
                    "reward": REWARD, "loss_type": "grpo", "beta": 0.0, "fine_tuning": "full",
@@ -294,16 +313,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         "gymrl", "torch", "transformers", "trl", "peft", "accelerate")}}}
     runs: dict[str, tuple[dict[str, Any], str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = gymrl_cfg(model, args.group_size, args.length, args.steps + 1, args.lr,
-                        args.seed, Path(tmp) / "tasks")
+        cfg = gymrl_cfg(model, args.groups, args.group_size, args.length, args.steps + 1,
+                        args.lr, args.seed, Path(tmp) / "tasks")
         tasks = drawn_tasks(cfg, args.steps + 1)
         prompts = prompt_lengths(model, tasks)
-        report["config"]["mean_prompt_tokens"] = sum(prompts) / len(prompts)
+        flat = [n for step in prompts for n in step]
+        report["config"]["mean_prompt_tokens"] = sum(flat) / len(flat)
         for name, (extra, dtype) in GYMRL_SIDES.items():
             if name in sides:
-                runs[name] = (run_gymrl(gymrl_cfg(model, args.group_size, args.length,
-                                                  args.steps + 1, args.lr, args.seed,
-                                                  Path(tmp) / name, *extra), args.steps), dtype)
+                runs[name] = (run_gymrl(gymrl_cfg(
+                    model, args.groups, args.group_size, args.length, args.steps + 1, args.lr,
+                    args.seed, Path(tmp) / name, *extra), args.steps), dtype)
                 ceilings.measure()
         if "trl" in sides:
             runs["trl"] = (run_trl(model, tasks, args.group_size, args.length, args.lr,

@@ -33,6 +33,7 @@ from gymrl.learner.grpo import (
     token_logprobs,
     turn_advantages,
 )
+from gymrl.learner.memory import keep_freed_memory
 from gymrl.learner.rollout import Rollout, reset_group, run_rollouts
 from gymrl.learner.sequences import Sequence, demonstration
 from gymrl.results import atomic_write_json, atomic_write_text, fsync_path, new_run_dir, versions
@@ -260,6 +261,9 @@ class Trainer:
         from gymrl.make import make_env, make_reward
 
         self.cfg, self.run_dir = cfg, run_dir
+        # Each step frees and reallocates the same large buffers: reuse them without page
+        # faults (memory.py: 1.45x faster updates of 4 groups on the CPU).
+        keep_freed_memory()
         seed = cfg["seed"]
         random.seed(seed)
         np.random.seed(seed)

@@ -101,6 +101,34 @@ def test_grpo_vs_trl_benchmark_on_a_tiny_model(tiny_chat_model, tmp_path):
     assert bf16["mfu"] == pytest.approx(ideal / bf16["wall_s"])
 
 
+def test_grpo_vs_trl_draws_the_trainers_tasks_for_every_group(tiny_chat_model, tmp_path):
+    from gymrl.learner.train import Trainer, prepare_run
+
+    bench = _load("grpo_vs_trl")
+    cfg = bench.gymrl_cfg(str(tiny_chat_model), 3, 2, 6, 2, 1e-6, 0, tmp_path / "run")
+    expected = bench.drawn_tasks(cfg, 2)
+    trainer = Trainer(*prepare_run(cfg))
+    for step in range(2):
+        batch, _, _ = trainer.draw_batch()
+        assert [r.env.unwrapped.episode.task.id for r in batch[::2]] == expected[step]
+        trainer.step += 1
+    assert len({t for step in expected for t in step}) == 6
+
+
+def test_grpo_vs_trl_with_several_prompts_a_step(tiny_chat_model, tmp_path):
+    pytest.importorskip("trl", reason="trl is the benchmark's own dependency (extra 'bench')")
+    out = tmp_path / "grpo_vs_trl.json"
+    _load("grpo_vs_trl").main(["--model", str(tiny_chat_model), "--groups", "2",
+                               "--group-size", "2", "--length", "6", "--steps", "1",
+                               "--sides", "gymrl,trl", "--output", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["config"]["groups"] == 2
+    for side in ("gymrl", "trl"):  # 2 prompts x 2 completions a step, each at most 6 tokens
+        assert 4 <= saved[side]["completion_tokens"] <= 4 * 6
+        assert 0 < saved[side]["mean_completion_length"] <= 6
+    assert saved["ratio"] > 0
+
+
 def test_train_memory_benchmark_measures_each_phase(tiny_chat_model, tmp_path):
     bench = _load("train_memory")
     out = tmp_path / "train_memory.json"
