@@ -11,8 +11,10 @@ are all equal (its gradient is 0) while TRL still runs it, which would compare r
 with rollouts plus training. ``--groups`` prompts per step (1 by default, as in the issue's
 TRL reference; gymrl's default job trains 4), G completions each, at most ``--length`` new
 tokens each. The tasks are the ones gymrl's trainer draws, in the same order, so both sides see
-the same prompts. Both sides run with glibc keeping freed memory for reuse
-(``gymrl.learner.memory``, which gymrl's trainer sets), set before the first side.
+the same prompts; with several groups, TRL generates a step's completions together and trains
+them in micro-batches of one group (``gradient_accumulation_steps=groups``), as gymrl's
+``learner.micro_batch=G`` does. TRL runs first, as its users run it: gymrl's trainer makes glibc
+keep freed memory for reuse (``gymrl.learner.memory``), which holds for the rest of the process.
 
 gymrl stops a completion at the env's stop strings (``</search>``, ``</answer>``) or EOS; TRL
 stops at EOS or the length. The rate compared is policy (completion) tokens per second of
@@ -162,7 +164,7 @@ def run_trl(model: str, task_ids: list[list[str]], group_size: int, length: int,
         for task_id in step_tasks:
             _, info = env.reset(options={"task_id": task_id})
             rows.append({"prompt": info["messages"], "task_id": task_id})
-    rows_per_step = len(task_ids[0]) * group_size
+    groups = len(task_ids[0])
 
     def env_reward(prompts: list, completions: list, task_id: list[str], **_: Any) -> list[float]:
         rewards = []
@@ -187,7 +189,10 @@ def run_trl(model: str, task_ids: list[list[str]], group_size: int, length: int,
     tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")
     policy = AutoModelForCausalLM.from_pretrained(model, dtype="float32")
     args = GRPOConfig(
-        output_dir=str(out), per_device_train_batch_size=rows_per_step, num_generations=group_size,
+        output_dir=str(out), num_generations=group_size,
+        # A step: all groups' completions generated together, trained in micro-batches of one
+        # group, as gymrl's learner.micro_batch=G does (one batch of 4 groups went past 24 GiB).
+        per_device_train_batch_size=group_size, gradient_accumulation_steps=groups,
         max_completion_length=length, max_steps=len(task_ids), learning_rate=lr,
         logging_steps=1, report_to="none", use_cpu=True, bf16=False, beta=0.0,
         loss_type="grpo", scale_rewards="group", temperature=1.0, top_p=1.0, top_k=0,
@@ -205,7 +210,7 @@ def run_trl(model: str, task_ids: list[list[str]], group_size: int, length: int,
     out_rows = []
     for i in range(1, len(task_ids)):  # step 0: warm-up, untimed
         out_rows.append({"wall_s": marks[i + 1] - marks[i], "completion_tokens":
-                         step_logs[i]["completions/mean_length"] * rows_per_step})
+                         step_logs[i]["completions/mean_length"] * groups * group_size})
     return {"steps": out_rows, "n_params": sum(p.numel() for p in policy.parameters())}
 
 
@@ -286,11 +291,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if unknown:
         parser.error(f"unknown sides {unknown}; allowed: {', '.join([*GYMRL_SIDES, 'trl'])}")
     model = resolve_model(args.model)
-    from gymrl.learner.memory import keep_freed_memory
     from gymrl.learner.train import cpu_has_bf16_matmul
-
-    # gymrl's Trainer sets this process-wide; set here, before any side, it holds for TRL too.
-    keep_freed_memory()
 
     if "gymrl_bf16_rollouts" in sides and not cpu_has_bf16_matmul():
         # Emulated bf16 (~0.2 GFLOP/s on an AVX2 machine): the side and its ceiling would take
@@ -319,16 +320,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         prompts = prompt_lengths(model, tasks)
         flat = [n for step in prompts for n in step]
         report["config"]["mean_prompt_tokens"] = sum(flat) / len(flat)
+        # TRL first, as its users run it: gymrl's Trainer makes glibc keep freed memory
+        # (gymrl.learner.memory), a process-wide setting that would otherwise hold for TRL too.
+        if "trl" in sides:
+            runs["trl"] = (run_trl(model, tasks, args.group_size, args.length, args.lr,
+                                   args.seed, Path(tmp) / "trl"), "float32")
+            ceilings.measure()
         for name, (extra, dtype) in GYMRL_SIDES.items():
             if name in sides:
                 runs[name] = (run_gymrl(gymrl_cfg(
                     model, args.groups, args.group_size, args.length, args.steps + 1, args.lr,
                     args.seed, Path(tmp) / name, *extra), args.steps), dtype)
                 ceilings.measure()
-        if "trl" in sides:
-            runs["trl"] = (run_trl(model, tasks, args.group_size, args.length, args.lr,
-                                   args.seed, Path(tmp) / "trl"), "float32")
-            ceilings.measure()
     report["machine"]["matmul_ceiling_flops"] = ceilings.best("float32")
     if "bfloat16" in ceilings.readings:
         report["machine"]["matmul_ceiling_bf16_flops"] = ceilings.best("bfloat16")

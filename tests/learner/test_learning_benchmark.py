@@ -153,6 +153,38 @@ def test_train_memory_benchmark_measures_each_phase(tiny_chat_model, tmp_path):
     assert (tmp_path / "train_memory.png").is_file()
 
 
+def test_main_job_benchmark_times_the_job_and_says_whether_it_trained_alike(tiny_chat_model,
+                                                                          tmp_path):
+    bench = _load("main_job")
+    job = [f"model={tiny_chat_model}", "learner.groups=1", "learner.group_size=2",
+           "learner.steps=2", "sft.steps=1", "sft.demos=4", "sft.batch_size=2",
+           "eval.episodes=2", "rollout.max_new_tokens=8"]
+    first = tmp_path / "first.json"
+    bench.main(["--work", str(tmp_path / "a"), "--output", str(first), "--", *job])
+    report = bench.main(["--work", str(tmp_path / "b"), "--output", str(tmp_path / "b.json"),
+                         "--compare", str(first), "--", *job])
+    saved = json.loads(first.read_text())
+    assert saved["command"].endswith("rollout.max_new_tokens=8")
+    assert [s["step"] for s in saved["steps"]] == [1, 2]
+    assert saved["peak_rss_gib"] > 0.05 and saved["wall_s"] > 0 and saved["sft_s"] > 0
+    assert "learner:" in saved["config"] and "gymrl" in saved["versions"]
+    # The same job twice trains alike, to every digit ...
+    assert report["compared_with"] | {"file": None} == {
+        "file": None, "wall_s": saved["wall_s"], "peak_rss_gib": saved["peak_rss_gib"],
+        "steps_alike": True, "summary_alike": True, "keys_not_in_old": []}
+    # ... and a run whose numbers differ anywhere does not.
+    changed = json.loads(first.read_text())
+    changed["steps"][1]["reward"] += 1e-9
+    assert bench.same_training(report, changed)["steps_alike"] is False
+    changed = json.loads(first.read_text())
+    changed["summary"]["reward_after"] += 1e-9
+    assert bench.same_training(report, changed)["summary_alike"] is False
+    # An older result without the step numbers: not checked, and said so.
+    old = json.loads(first.read_text())
+    old["steps"] = [{"step": s["step"], "rollout_s": 1.0, "train_s": 1.0} for s in old["steps"]]
+    assert bench.same_training(report, old)["steps_alike"] is None
+
+
 def test_rollout_speed_benchmark_on_a_tiny_model(tiny_chat_model, tmp_path):
     out = tmp_path / "rollout_speed.json"
     report = _load("rollout_speed").main([
