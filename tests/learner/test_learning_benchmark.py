@@ -185,6 +185,22 @@ def test_main_job_benchmark_times_the_job_and_says_whether_it_trained_alike(tiny
     assert bench.same_training(report, old)["steps_alike"] is None
 
 
+def test_linear_rows_benchmark_on_a_tiny_model(tiny_chat_model, tmp_path):
+    out = tmp_path / "linear_rows.json"
+    report = _load("linear_rows").main(["--model", str(tiny_chat_model), "--rows", "1", "4",
+                                        "--output", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["rates"] == report["rates"]
+    assert set(saved["rates"]) == ({"float32", "bfloat16"} if HAS_BF16 else {"float32"})
+    for dtype, rows in saved["rates"].items():
+        assert [r["rows"] for r in rows] == [1, 4]
+        for r in rows:
+            assert r["gflops"] > 0 and r["weight_gb_per_s"] > 0
+            ceiling = saved["matmul_ceiling_gflops"][dtype]
+            assert r["fraction_of_ceiling"] == pytest.approx(r["gflops"] / ceiling)
+    assert (tmp_path / "linear_rows.png").is_file()
+
+
 def test_rollout_speed_benchmark_on_a_tiny_model(tiny_chat_model, tmp_path):
     out = tmp_path / "rollout_speed.json"
     report = _load("rollout_speed").main([
