@@ -191,7 +191,8 @@ def run_trl(model: str, task_ids: list[list[str]], group_size: int, length: int,
     args = GRPOConfig(
         output_dir=str(out), num_generations=group_size,
         # A step: all groups' completions generated together, trained in micro-batches of one
-        # group, as gymrl's learner.micro_batch=G does (one batch of 4 groups went past 24 GiB).
+        # group, as gymrl's learner.micro_batch=G does (one batch of 4 groups, run after gymrl's
+        # sides had set glibc to keep freed memory, went past 24 GiB).
         per_device_train_batch_size=group_size, gradient_accumulation_steps=groups,
         max_completion_length=length, max_steps=len(task_ids), learning_rate=lr,
         logging_steps=1, report_to="none", use_cpu=True, bf16=False, beta=0.0,
