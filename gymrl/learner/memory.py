@@ -9,9 +9,10 @@ process keeps its peak size instead of giving memory back between steps.
 
 Measured on the 2-core build machine, a Trainer on ``benchmarks/grpo_vs_trl.py``'s
 ``--groups 4`` config (SmolLM2-135M, full fine-tuning, fp32), 5 steps after a warm-up: the
-update of 4 groups x 8 rollouts took 21.2 s a step without it and 14.6 s with it, maximum
-resident memory 4.45 -> 4.57 GiB. Raising only the mmap threshold gave 16.7 s; only the trim
-threshold, no gain. The main job (LoRA, multi-turn; ``benchmarks/main_job.py``) trained to the
+update of 4 groups x 8 rollouts took 19.9 s a step without it and 15.9 s with it, maximum
+resident memory 4.47 -> 4.69 GiB. (With micro-batches ordered by prompt, an order tried and
+not kept: 21.2 -> 14.6 s; raising only the mmap threshold gave 16.7 s, only the trim
+threshold no gain.) The main job (LoRA, multi-turn; ``benchmarks/main_job.py``) trained to the
 same digits and no faster (updates 267 s against 269 s over its 6 steps), peak 15.87 GiB
 against 15.6.
 """

@@ -262,7 +262,7 @@ class Trainer:
 
         self.cfg, self.run_dir = cfg, run_dir
         # Each step frees and reallocates the same large buffers: reuse them without page
-        # faults (memory.py: 1.45x faster full fine-tuning updates of 4 groups on the CPU).
+        # faults (memory.py: 1.25x faster full fine-tuning updates of 4 groups on the CPU).
         keep_freed_memory()
         seed = cfg["seed"]
         random.seed(seed)
