@@ -116,6 +116,7 @@ def gymrl_cfg(model: str, groups: int, group_size: int, length: int, steps: int,
 
 def drawn_tasks(cfg: dict[str, Any], steps: int) -> list[list[str]]:
     """The task ids gymrl's trainer draws at each step, one per group (its first env's)."""
+    from gymrl.learner.train import task_seed
     from gymrl.make import make_env
 
     env = make_env("router", split="train", **ENV_OPTIONS)
@@ -123,8 +124,8 @@ def drawn_tasks(cfg: dict[str, Any], steps: int) -> list[list[str]]:
     ids = []
     for step in range(steps):
         ids.append([])
-        for k in range(groups):  # Trainer.draw_batch's task_seed (no resample_flat)
-            env.reset(seed=cfg["seed"] * 1_000_003 + step * groups + k)
+        for k in range(groups):  # as Trainer.draw_batch draws them (no resample_flat)
+            env.reset(seed=task_seed(cfg["seed"], step, k, groups))
             ids[-1].append(env.unwrapped.episode.task.id)
     return ids
 

@@ -39,12 +39,13 @@ WAYS = {"default_fp32": {"dtype": "float32"},
 def play(backend: Any, groups: int, group_size: int, seed: int) -> tuple[float, int, list]:
     """Wall seconds, policy tokens and the sampled ids of ``groups`` groups of episodes."""
     from gymrl.learner.rollout import reset_group, run_rollouts
+    from gymrl.learner.train import task_seed
     from gymrl.make import make_env
 
     rollouts = []
     for g in range(groups):
         envs = [make_env("router", split="train") for _ in range(group_size)]
-        rollouts += reset_group(envs, task_seed=seed * 1_000_003 + g, group=g)
+        rollouts += reset_group(envs, task_seed=task_seed(seed, 0, g, groups), group=g)
     start = time.perf_counter()
     run_rollouts(backend, rollouts)
     wall = time.perf_counter() - start

@@ -30,19 +30,15 @@ MMAP_THRESHOLD = 1 << 30
 #: Free memory at the top of the heap is kept up to this much (the most an int holds).
 TRIM_THRESHOLD = 2**31 - 1
 
-_applied = False
-
 
 def keep_freed_memory() -> bool:
-    """Make glibc keep freed large blocks for reuse (process-wide, idempotent).
+    """Make glibc keep freed large blocks for reuse (process-wide; calling it again sets the
+    same values again).
 
     Returns:
         whether the setting is in effect: ``False`` off Linux, on a C library without
         ``mallopt`` (musl) or when glibc refuses a value.
     """
-    global _applied
-    if _applied:
-        return True
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -52,6 +48,5 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     # mallopt returns 1 on success, 0 on a refused value. The mmap threshold first: setting it
     # also stops glibc from adjusting either threshold on its own.
-    _applied = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
         mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-    return _applied

@@ -209,6 +209,13 @@ def sampling_seed(cfg: dict[str, Any]) -> int:
     return cfg["seed"] if cfg["rollout"].get("seed") is None else cfg["rollout"]["seed"]
 
 
+def task_seed(seed: int, step: int, k: int, tasks_per_step: int) -> int:
+    """The seed task ``k`` of step ``step`` is drawn with (``tasks_per_step``: the groups a
+    step may draw): fixed by the run's seed, the step and ``k``, so a resumed run, a fork and
+    a benchmark draw the same tasks."""
+    return seed * 1_000_003 + step * tasks_per_step + k
+
+
 def _saved_config(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     """A run's ``config.yaml``, held to the train config's schema like a new run's: a key or
     value that does not fit (hand-edited, say ``lr: fast``) is a clear error, not a crash
@@ -709,9 +716,9 @@ class Trainer:
             wave = range(drawn, drawn + min(groups - len(kept), most - drawn))
             rollouts: list[Rollout] = []
             for k in wave:
-                task_seed = self.cfg["seed"] * 1_000_003 + self.step * most + k
                 rollouts.extend(reset_group(self.train_envs[k * size:(k + 1) * size],
-                                            task_seed, k, same_seed=learner["same_env_seed"]))
+                                            task_seed(self.cfg["seed"], self.step, k, most), k,
+                                            same_seed=learner["same_env_seed"]))
             self.play(rollouts)
             played.extend(rollouts)
             for k in wave:
