@@ -30,9 +30,10 @@ measured here (``torch.mm`` of 2048x2048 matrices on the same threads), taken as
 readings before, between and after the sides (a shared machine's slow moment would otherwise
 flatter every MFU).
 
-Sides: ``gymrl`` (the default config, everything in fp32, compared with TRL for ``ratio``),
-``gymrl_packed_rollouts`` (``rollout.hf_dtype=float32 rollout.hf_pack=true``: an fp32 copy of
-the policy generates through oneDNN-packed weights), ``gymrl_bf16_rollouts``
+Sides: ``gymrl`` (the default config, everything in fp32, compared with TRL for ``ratio``;
+on the CPU its own model generates through oneDNN-packed weights, ``rollout.hf_pack``),
+``gymrl_unpacked`` (``rollout.hf_pack=false``: the default up to commit 2fec989; an fp32
+rollout copy packs as the default does, so it has no side of its own), ``gymrl_bf16_rollouts``
 (``rollout.hf_dtype=bfloat16``: a bf16 copy generates; the learner trains in fp32 on every
 side), each with its ``ratio_<side>``, and ``trl``. A side's ``mfu`` holds each part to the
 ceiling of its own precision (generation's 2N FLOPs per token at the bf16 matmul ceiling when
@@ -263,11 +264,11 @@ def summarise(side: dict[str, Any], prompts: list[list[int]], group_size: int,
 
 
 # gymrl's sides: name -> (extra overrides, the rollouts' dtype). The first (the default
-# config) is the one compared with TRL for ``ratio``; the rollout copies (``rollout.hf_dtype``,
-# fp32 with oneDNN-packed weights and bf16) are reported beside it, each with its own ratio.
+# config) is the one compared with TRL for ``ratio``; the others are reported beside it, each
+# with its own ratio: the default without oneDNN-packed rollouts (the default before they
+# were), and a bf16 rollout copy (``rollout.hf_dtype``).
 GYMRL_SIDES = {"gymrl": ((), "float32"),
-               "gymrl_packed_rollouts": (("rollout.hf_dtype=float32", "rollout.hf_pack=true"),
-                                         "float32"),
+               "gymrl_unpacked": (("rollout.hf_pack=false",), "float32"),
                "gymrl_bf16_rollouts": (("rollout.hf_dtype=bfloat16",), "bfloat16")}
 
 

@@ -1,14 +1,15 @@
-"""Rollout speed of the hf path's three ways to generate: the learner's own fp32 model (the
-default), an fp32 copy with oneDNN-packed weights (``rollout.hf_dtype=float32
-rollout.hf_pack=true``) and a bf16 copy (``rollout.hf_dtype=bfloat16``).
+"""Rollout speed of the hf path's ways to generate on the CPU: the learner's own fp32 model
+through oneDNN-packed weights, packed for each batch (the trainer's default there,
+``rollout.hf_pack`` null), the same model unpacked (``rollout.hf_pack=false``: the default up
+to commit 2fec989) and a bf16 copy (``rollout.hf_dtype=bfloat16``).
 
 Each plays whole ``router`` episodes (every turn, stop strings, KV caches kept between turns)
 with :func:`gymrl.learner.rollout.run_rollouts`, the trainer's own path, on the same tasks and
 from the same sampling seed, at two batch sizes: one group (G=8, as ``grpo_vs_trl``) and the
-main job's 4 groups of 8. What is timed is the wall time of each batch of episodes; the rate is
-policy tokens per second. The fp32 ways sample the same tokens (the packed one up to rounding
-in the last bits: ``same_tokens_as_default`` says whether it did); bf16 samples other ones, so
-its episodes may be longer or shorter: compare tokens/s, not seconds.
+main job's 4 groups of 8. What is timed is the wall time of each batch of episodes, packing
+included; the rate is policy tokens per second. The fp32 ways sample the same tokens (up to
+rounding in the last bits: ``same_tokens_as_default`` says whether they did); bf16 samples
+other ones, so its episodes may be longer or shorter: compare tokens/s, not seconds.
 
 Usage::
 
@@ -30,14 +31,20 @@ from typing import Any
 from gymrl.results import atomic_write_json, versions
 
 ROOT = Path(__file__).resolve().parent
-# name -> HFBackend options on top of the common ones
-WAYS = {"default_fp32": {"dtype": "float32"},
-        "packed_fp32": {"dtype": "float32", "pack_linear": True},
-        "bf16": {"dtype": "bfloat16"}}
+# name -> (HFBackend options on top of the common ones, packed for each batch as the trainer
+# packs the learner's own model)
+WAYS = {"default_fp32": ({"dtype": "float32"}, True),
+        "unpacked_fp32": ({"dtype": "float32"}, False),
+        "bf16": ({"dtype": "bfloat16"}, False)}
 
 
-def play(backend: Any, groups: int, group_size: int, seed: int) -> tuple[float, int, list]:
-    """Wall seconds, policy tokens and the sampled ids of ``groups`` groups of episodes."""
+def play(backend: Any, groups: int, group_size: int, seed: int,
+         pack: bool = False) -> tuple[float, int, list]:
+    """Wall seconds, policy tokens and the sampled ids of ``groups`` groups of episodes
+    (``pack``: through oneDNN-packed weights, packed for the batch and timed with it)."""
+    import contextlib
+
+    from gymrl.backends.hf import linears_packed
     from gymrl.learner.rollout import reset_group, run_rollouts
     from gymrl.learner.train import task_seed
     from gymrl.make import make_env
@@ -47,7 +54,8 @@ def play(backend: Any, groups: int, group_size: int, seed: int) -> tuple[float, 
         envs = [make_env("router", split="train") for _ in range(group_size)]
         rollouts += reset_group(envs, task_seed=task_seed(seed, 0, g, groups), group=g)
     start = time.perf_counter()
-    run_rollouts(backend, rollouts)
+    with linears_packed(backend.model) if pack else contextlib.nullcontext():
+        run_rollouts(backend, rollouts)
     wall = time.perf_counter() - start
     tokens = sum(sum(r.seq.mask) for r in rollouts)
     return wall, tokens, [[i for i, m in zip(r.seq.ids, r.seq.mask, strict=True) if m]
@@ -83,14 +91,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         batch = groups * args.group_size
         backends = {name: HFBackend(path, max_new_tokens=args.max_new_tokens, batch_size=batch,
                                     temperature=1.0, seed=args.seed, **options)
-                    for name, options in ways.items()}
-        for backend in backends.values():  # warm-up, untimed
-            play(backend, groups, args.group_size, args.seed + 1000)
+                    for name, (options, _) in ways.items()}
+        for name, backend in backends.items():  # warm-up, untimed
+            play(backend, groups, args.group_size, args.seed + 1000, ways[name][1])
         samples: dict[str, list] = {}
         for repeat in range(args.repeats):  # the ways take turns: a slow moment hits them all
             for name, backend in backends.items():
                 backend.set_sampling_state(_seeded_state(args.seed + repeat))
-                wall, tokens, ids = play(backend, groups, args.group_size, args.seed + repeat)
+                wall, tokens, ids = play(backend, groups, args.group_size, args.seed + repeat,
+                                         ways[name][1])
                 samples.setdefault(name, []).append(ids)
                 rows.append({"way": name, "batch": batch, "repeat": repeat, "wall_s": wall,
                              "policy_tokens": tokens, "tokens_per_s": tokens / wall})

@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 import random
 import re
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from gymrl.backends.base import (
@@ -438,6 +439,28 @@ class HFBackend(Backend):
         """Drop the model so its memory can be freed."""
         self.model = None
         self.tokenizer = None
+
+
+@contextmanager
+def linears_packed(model: Any) -> Iterator[None]:
+    """Within the block every ``nn.Linear`` of ``model`` multiplies through oneDNN copies of
+    its current weights (:func:`pack_linears`); on leaving, also on an error, the copies are
+    dropped and the layers multiply as before (MKL, with autograd). For generating with a
+    model that also trains: packing SmolLM2's 211 matrices takes ~0.03-0.2 s on 2 cores, and
+    the copies (~540 MB in fp32) live only as long as the block."""
+    import torch
+
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    own = [m.__dict__.get("forward") for m in linears]  # a forward set on the instance (hooks)
+    pack_linears(model)
+    try:
+        yield
+    finally:
+        for module, forward in zip(linears, own, strict=True):
+            module.__dict__.pop("packed", None)
+            module.__dict__.pop("forward", None)
+            if forward is not None:
+                module.forward = forward
 
 
 def pack_linears(model: Any) -> None:

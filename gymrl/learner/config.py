@@ -94,9 +94,13 @@ class RolloutConfig:
         "backend=hf: null generates with the learner's own model; bfloat16 | float16 | float32 "
         "with a copy in that dtype, synced after each update (bf16 rollouts ~1.5x the tokens/s "
         "on a CPU with avx512_bf16; evaluations still use the learner's model)", None)
-    hf_pack: bool = _help(
-        "with rollout.hf_dtype (CPU): the copy multiplies through oneDNN-packed weights, "
-        "repacked after each sync (fp32 rollouts 1.08-1.30x the tokens/s on 2 cores)", False)
+    hf_pack: bool | None = _help(
+        "backend=hf on the CPU: generate through oneDNN-packed copies of the linear layers' "
+        "weights (the same math in the same dtype, another kernel). The learner's own model "
+        "packs its (LoRA-merged) weights for each batch of rollouts and evaluations and drops "
+        "them after; a rollout copy packs after each sync. null: on where the model that "
+        "generates is float32 on the CPU (measured there: the same tokens, fp32 rollouts "
+        "faster); true | false forces it", None)
     gpu_memory_utilization: float = _help("GPU memory share of the vllm engine", 0.3)
 
 

@@ -8,6 +8,7 @@ atomic checkpoints every few steps; a PNG of the curves at the end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -68,12 +69,12 @@ def prepare_run(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     if hf_dtype is not None and hf_dtype not in HF_ROLLOUT_DTYPES:
         raise ConfigError(f"rollout.hf_dtype {hf_dtype!r}; allowed: null (the learner's own "
                           f"model), {', '.join(HF_ROLLOUT_DTYPES)}")
-    if cfg["rollout"].get("hf_pack") and hf_dtype is None:
-        raise ConfigError("rollout.hf_pack=true packs the weights of a rollout copy, which "
-                          "rollout.hf_dtype makes: add rollout.hf_dtype=float32 (or bfloat16)")
     if cfg["rollout"].get("hf_pack") and cfg["learner"]["device"] != "cpu":
         raise ConfigError(f"rollout.hf_pack=true is for the CPU (oneDNN); learner.device is "
                           f"{cfg['learner']['device']!r}")
+    if cfg["rollout"].get("hf_pack") and cfg["rollout"]["backend"] != "hf":
+        raise ConfigError(f"rollout.hf_pack=true is for rollout.backend=hf; the "
+                          f"{cfg['rollout']['backend']} engine has kernels of its own")
     if hf_dtype is not None and cfg["rollout"]["backend"] != "hf":
         raise ConfigError(f"rollout.hf_dtype={hf_dtype} is for rollout.backend=hf; the "
                           f"{cfg['rollout']['backend']} engine's weights are rollout.dtype")
@@ -248,6 +249,17 @@ def _with_defaults(saved: Any, defaults: Any) -> Any:
     return out
 
 
+def packs_linears(cfg: dict[str, Any], dtype: str) -> bool:
+    """Whether a model of ``dtype`` generates through oneDNN-packed weights on the hf path
+    (``rollout.hf_pack``; null: where it is float32 on the CPU, the case measured)."""
+    rollout, learner = cfg["rollout"], cfg["learner"]
+    if rollout["backend"] != "hf" or learner["device"] != "cpu":
+        return False
+    if rollout.get("hf_pack") is not None:
+        return bool(rollout["hf_pack"])
+    return dtype == "float32"
+
+
 def cpu_has_bf16_matmul() -> bool:
     """Whether this CPU multiplies bf16 natively (avx512_bf16 or AMX tiles)."""
     import torch
@@ -311,7 +323,10 @@ class Trainer:
                               "AVX2 machine, hundreds of times slower than fp32); leave "
                               "rollout.hf_dtype unset on this machine", stacklevel=2)
             self.backend = HFBackend(path, device=learner["device"], dtype=rollout["hf_dtype"],
-                                     pack_linear=rollout["hf_pack"], **sampling)
+                                     pack_linear=packs_linears(cfg, rollout["hf_dtype"]),
+                                     **sampling)
+        # The learner's own model packs for each batch it generates (rollouts, evaluations).
+        self.pack_own = packs_linears(cfg, learner["dtype"])
         if rollout["backend"] == "vllm":
             from gymrl.backends.vllm import VLLMBackend
 
@@ -498,14 +513,17 @@ class Trainer:
 
     def play(self, rollouts: list[Rollout], backend: Any = None) -> None:
         """Play rollouts to their ends with ``backend`` (default: the rollout backend); the
-        learner's own model generates with LoRA merged."""
+        learner's own model generates with LoRA merged (and its linear layers packed:
+        ``rollout.hf_pack``)."""
+        from gymrl.backends.hf import linears_packed
         from gymrl.learner.model import lora_merged
 
         backend = backend or self.backend
         if backend is not self.learner_backend:
             run_rollouts(backend, rollouts)
             return
-        with lora_merged(self.model):
+        with lora_merged(self.model), (linears_packed(self.model) if self.pack_own
+                                       else contextlib.nullcontext()):
             run_rollouts(backend, rollouts)
 
     @property

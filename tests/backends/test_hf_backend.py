@@ -181,6 +181,46 @@ def test_packed_linears_sample_what_the_plain_model_does(model_dir: Path) -> Non
         assert x.logprobs == pytest.approx(y.logprobs, abs=1e-5)
 
 
+def test_linears_packed_only_within_the_block(model_dir: Path) -> None:
+    """A model that also trains packs for a block of generation: inside, every linear layer
+    multiplies through its packed copy, to the plain result; after it (an error included) the
+    layers are plain again (autograd works) and a forward set on an instance is back."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from gymrl.backends.hf import linears_packed
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    hooked = linears[0]
+    hooked.forward = lambda x, layer=hooked: torch.nn.Linear.forward(layer, x)
+    x = torch.randn(3, 2, model.config.hidden_size)
+    layer = model.model.layers[0].self_attn.q_proj
+    plain = layer(x)
+    calls = []
+    real = torch._C._nn.mkldnn_linear
+
+    def counted(*args):
+        calls.append(1)
+        return real(*args)
+
+    with pytest.raises(RuntimeError, match="in the block"), linears_packed(model):
+        assert all("packed" in m.__dict__ for m in linears)
+        torch._C._nn.mkldnn_linear = counted
+        try:
+            with torch.no_grad():
+                assert torch.allclose(layer(x), plain, atol=1e-5)
+        finally:
+            torch._C._nn.mkldnn_linear = real
+        raise RuntimeError("an error in the block")
+    assert calls  # the packed kernel ran
+    assert not any("packed" in m.__dict__ for m in linears)
+    assert [m for m in linears if "forward" in m.__dict__] == [hooked]
+    out = layer(x.requires_grad_())
+    out.sum().backward()
+    assert layer.weight.grad is not None and torch.equal(out, plain)
+
+
 def test_packed_linears_are_packed_again_when_the_weights_change(model_dir: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM

@@ -73,9 +73,9 @@ def test_grpo_vs_trl_benchmark_on_a_tiny_model(tiny_chat_model, tmp_path):
     saved = json.loads(out.read_text())
     assert saved["ratio"] == pytest.approx(report["ratio"]) and saved["ratio"] > 0
     # Where the CPU multiplies bf16 natively; elsewhere the bf16 side is left out (tested below).
-    sides = ("gymrl", "gymrl_packed_rollouts", "trl") + (
+    sides = ("gymrl", "gymrl_unpacked", "trl") + (
         ("gymrl_bf16_rollouts",) if HAS_BF16 else ())
-    assert saved["ratio_gymrl_packed_rollouts"] > 0
+    assert saved["ratio_gymrl_unpacked"] > 0
     for side in sides:
         assert saved[side]["timed_steps"] == 2
         assert 0 < saved[side]["mean_completion_length"] <= 6
@@ -87,7 +87,7 @@ def test_grpo_vs_trl_benchmark_on_a_tiny_model(tiny_chat_model, tmp_path):
         readings = machine["matmul_ceiling_readings"][dtype]
         assert len(readings) == 1 + len(sides) and machine[key] == max(readings) > 0
     # An all-fp32 side is held to the fp32 ceiling alone; the bf16 rollouts to their own.
-    for side in ("gymrl", "gymrl_packed_rollouts", "trl"):
+    for side in ("gymrl", "gymrl_unpacked", "trl"):
         assert saved[side]["mfu"] == pytest.approx(saved[side]["mfu_vs_fp32_ceiling"])
     if not HAS_BF16:
         return
@@ -209,7 +209,7 @@ def test_rollout_speed_benchmark_on_a_tiny_model(tiny_chat_model, tmp_path):
     saved = json.loads(out.read_text())
     assert saved["summary"] == report["summary"]
     assert {(r["way"], r["batch"]) for r in saved["rows"]} == {
-        (w, b) for w in ("default_fp32", "packed_fp32", "bf16")[:3 if HAS_BF16 else 2]
+        (w, b) for w in ("default_fp32", "unpacked_fp32", "bf16")[:3 if HAS_BF16 else 2]
         for b in (2, 4)}
     assert all(r["policy_tokens"] > 0 and r["tokens_per_s"] > 0 for r in saved["rows"])
     # The default against itself: the same seed samples the same tokens.
@@ -235,7 +235,7 @@ def test_benchmarks_skip_bf16_on_a_cpu_without_it(tiny_chat_model, tmp_path, mon
     _load(bench).main(["--model", str(tiny_chat_model), *args, "--output", str(out)])
     saved = json.loads(out.read_text())
     if bench == "rollout_speed":
-        assert {r["way"] for r in saved["rows"]} == {"default_fp32", "packed_fp32"}
+        assert {r["way"] for r in saved["rows"]} == {"default_fp32", "unpacked_fp32"}
     else:
         assert "gymrl" in saved and "gymrl_bf16_rollouts" not in saved
         assert set(saved["machine"]["matmul_ceiling_readings"]) == {"float32"}

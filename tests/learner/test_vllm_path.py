@@ -54,7 +54,7 @@ def test_unknown_rollout_backend_is_refused(tiny_chat_model, tmp_path):
 @pytest.mark.parametrize(("extra", "message"), [
     (["rollout.hf_dtype=int8"], r"rollout.hf_dtype 'int8'; allowed: null .* bfloat16, float16"),
     (["rollout.hf_dtype=bfloat16", "rollout.backend=vllm"], r"is for rollout.backend=hf"),
-    (["rollout.hf_pack=true"], r"add rollout.hf_dtype=float32"),
+    (["rollout.hf_pack=true", "rollout.backend=vllm"], r"hf_pack=true is for rollout.backend=hf"),
     (["rollout.hf_pack=true", "rollout.hf_dtype=float32", "learner.device=cuda"],
      r"hf_pack=true is for the CPU"),
 ])
@@ -125,6 +125,39 @@ def test_a_packed_float32_rollout_copy_samples_as_the_learner_would(tiny_chat_mo
                                                          group=0))
     for ours, sampled in learner_and_sampled_logprobs(trainer, rollouts):
         assert torch.allclose(ours, sampled, atol=1e-4)
+
+
+@pytest.mark.parametrize(("extra", "packed"), [((), True), (("rollout.hf_pack=false",), False),
+                                               (("learner.dtype=bfloat16",), False)])
+def test_the_learners_own_model_generates_packed_on_the_cpu_in_float32(
+        tiny_chat_model, tmp_path, monkeypatch, extra, packed):
+    """rollout.hf_pack=null (the default): the learner's model packs its merged weights for
+    the rollouts and evaluations it plays, and is plain again for the update; what it samples
+    is what the learner scores."""
+    from gymrl.learner import train as train_module
+
+    cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "learner.lr=5e-2", *extra))
+    trainer = Trainer(cfg, run_dir)
+    seen = []
+    real = train_module.run_rollouts
+
+    def watched(backend, rollouts):
+        linears = [m for m in trainer.model.modules() if isinstance(m, torch.nn.Linear)]
+        seen.append(all("packed" in m.__dict__ for m in linears))
+        return real(backend, rollouts)
+
+    monkeypatch.setattr(train_module, "run_rollouts", watched)
+    trainer.evaluate()
+    trainer.grpo_step()  # plain again for the update, or backward through oneDNN would fail
+    assert seen == [packed, packed]
+    assert not any("packed" in m.__dict__ for m in trainer.model.modules())
+    if packed:
+        from gymrl.learner.rollout import reset_group
+
+        rollouts = reset_group(trainer.train_envs[:2], task_seed=7, group=0)
+        trainer.play(rollouts)
+        for ours, sampled in learner_and_sampled_logprobs(trainer, rollouts):
+            assert torch.allclose(ours, sampled, atol=1e-4)
 
 
 def test_an_evaluation_is_the_same_with_a_bf16_rollout_copy(tiny_chat_model, tmp_path):
