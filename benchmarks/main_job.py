@@ -41,21 +41,29 @@ STEP_KEYS = ("reward", "loss/policy", "grad_norm", "tokens/policy")
 def measure(work: Path, overrides: list[str]) -> dict[str, Any]:
     """Run the main job into ``work`` and read what it wrote."""
     peak, wall = peak_rss([*train_cmd(work), *overrides])
-    rows = read_jsonl(work / "metrics.jsonl")
-    summary = json.loads((work / "summary.json").read_text())
     return {
         "command": " ".join(["gymrl", "train", *MAIN_JOB, *overrides]),
         "measured_with": "train_memory.peak_rss (os.wait4), model already converted",
         "wall_s": round(wall, 1),
         "within_budget": wall <= BUDGET_S,
         "peak_rss_gib": round(peak, 2),
+        **run_record(work),
+    }
+
+
+def run_record(run: Path) -> dict[str, Any]:
+    """What a finished run folder says about its training: SFT time, each GRPO step's times
+    and numbers, the paired summary of its evaluations, its config and versions."""
+    rows = read_jsonl(run / "metrics.jsonl")
+    return {
         "sft_s": next((r["time/sft_s"] for r in rows if "time/sft_s" in r), None),
         "steps": [{"step": r["step"], "rollout_s": r["time/rollout_s"],
                    "train_s": r["time/train_s"], **{k: r.get(k) for k in STEP_KEYS}}
                   for r in rows if "time/train_s" in r],
-        "summary": summary["change"],  # the start and end evaluations, paired
-        "config": (work / "config.yaml").read_text(),
-        "versions": json.loads((work / "versions.json").read_text()),
+        # the start and end evaluations, paired
+        "summary": json.loads((run / "summary.json").read_text())["change"],
+        "config": (run / "config.yaml").read_text(),
+        "versions": json.loads((run / "versions.json").read_text()),
     }
 
 

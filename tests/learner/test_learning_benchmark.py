@@ -183,6 +183,18 @@ def test_main_job_benchmark_times_the_job_and_says_whether_it_trained_alike(tiny
     old = json.loads(first.read_text())
     old["steps"] = [{"step": s["step"], "rollout_s": 1.0, "train_s": 1.0} for s in old["steps"]]
     assert bench.same_training(report, old)["steps_alike"] is None
+    # runs_alike compares the two run folders themselves, evaluation records included.
+    alike = _load("runs_alike")
+    out = tmp_path / "alike.json"
+    row = alike.main([str(tmp_path / "b"), str(tmp_path / "a"), "--output", str(out)])
+    assert row["alike"] and set(row["evaluations_alike"]) == {"step-00000.jsonl",
+                                                              "step-00002.jsonl"}
+    assert json.loads(out.read_text())["rows"] == [json.loads(json.dumps(row))]
+    end = tmp_path / "b" / "eval" / "step-00002.jsonl"
+    end.write_text(end.read_text().replace('"reward": ', '"reward": 1e-9 + ', 1))
+    row = alike.main([str(tmp_path / "b"), str(tmp_path / "a"), "--output", str(out)])
+    assert not row["alike"] and row["evaluations_alike"]["step-00002.jsonl"] is False
+    assert len(json.loads(out.read_text())["rows"]) == 1  # the pair's row, replaced
 
 
 def test_linear_rows_benchmark_on_a_tiny_model(tiny_chat_model, tmp_path):
@@ -198,6 +210,9 @@ def test_linear_rows_benchmark_on_a_tiny_model(tiny_chat_model, tmp_path):
             assert r["gflops"] > 0 and r["weight_gb_per_s"] > 0
             ceiling = saved["matmul_ceiling_gflops"][dtype]
             assert r["fraction_of_ceiling"] == pytest.approx(r["gflops"] / ceiling)
+            stream = saved["stream_gb_per_s"][dtype]
+            assert stream > 0
+            assert r["fraction_of_stream"] == pytest.approx(r["weight_gb_per_s"] / stream)
     assert (tmp_path / "linear_rows.png").is_file()
 
 
