@@ -11,6 +11,10 @@ from memory, as decoding does. Beside it, ``stream_gb_per_s``: the same matrices
 one after another (a read of the same bytes with next to no arithmetic), which is how fast
 this machine's memory hands them over when a kernel streams them well.
 
+Each row count runs twice: through the layers as they are (``rates``: MKL, as the update
+runs them) and through the packed copies generation uses on the CPU (``packed_rates``:
+``gymrl.backends.hf.linears_packed``, oneDNN on weights reordered once; packing is not timed).
+
 Usage::
 
     python benchmarks/linear_rows.py                     # rows 1 8 32 64 256, fp32 and bf16
@@ -79,8 +83,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for dtype, rows in report["rates"].items():
-        ax.plot([r["rows"] for r in rows], [r["gflops"] for r in rows], marker="o", label=dtype)
+    for key, kernel in (("rates", "plain"), ("packed_rates", "packed")):
+        for dtype, rows in report.get(key, {}).items():
+            ax.plot([r["rows"] for r in rows], [r["gflops"] for r in rows], marker="o",
+                    linestyle="-" if kernel == "packed" else ":", label=f"{dtype}, {kernel}")
     for dtype, ceiling in report["matmul_ceiling_gflops"].items():
         ax.axhline(ceiling, linestyle="--", linewidth=1, color="grey")
         ax.annotate(f"{dtype} matmul ceiling", (1, ceiling), fontsize=8, va="bottom")
@@ -98,6 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM
 
+    from gymrl.backends.hf import linears_packed
     from gymrl.learner.model import resolve_model
     from gymrl.learner.train import cpu_has_bf16_matmul
 
@@ -110,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     report: dict[str, Any] = {"model": args.model, "torch_threads": torch.get_num_threads(),
                               "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                              "matmul_ceiling_gflops": {}, "rates": {},
+                              "matmul_ceiling_gflops": {}, "rates": {}, "packed_rates": {},
                               "stream_gb_per_s": {},
                               "versions": versions()}
     for dtype in args.dtypes:
@@ -121,19 +128,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model = AutoModelForCausalLM.from_pretrained(resolve_model(args.model),
                                                      dtype=getattr(torch, dtype))
         rates = [linear_rate(model, rows) for rows in args.rows]
+        with linears_packed(model):
+            packed = [linear_rate(model, rows) for rows in args.rows]
         # The best of readings before and after: a slow moment would flatter every fraction.
         readings.append(matmul_ceiling(dtype) / 1e9)
         ceiling = report["matmul_ceiling_gflops"][dtype] = max(readings)
         report.setdefault("matmul_ceiling_readings", {})[dtype] = readings
         stream = report["stream_gb_per_s"][dtype] = stream_rate(model)
         print(f"{dtype}: the weights summed stream in at {stream:.1f} GB/s", flush=True)
-        for r in rates:
-            r["fraction_of_ceiling"] = r["gflops"] / ceiling
-            print(f"{dtype} rows={r['rows']}: {r['gflops']:.0f} GFLOP/s "
-                  f"({r['fraction_of_ceiling']:.0%} of {ceiling:.0f}), weights read at "
-                  f"{r['weight_gb_per_s']:.1f} GB/s", flush=True)
-            r["fraction_of_stream"] = r["weight_gb_per_s"] / stream
-        report["rates"][dtype] = rates
+        for kernel, rows in (("plain", rates), ("packed", packed)):
+            for r in rows:
+                r["fraction_of_ceiling"] = r["gflops"] / ceiling
+                r["fraction_of_stream"] = r["weight_gb_per_s"] / stream
+                print(f"{dtype} {kernel} rows={r['rows']}: {r['gflops']:.0f} GFLOP/s "
+                      f"({r['fraction_of_ceiling']:.0%} of {ceiling:.0f}), weights read at "
+                      f"{r['weight_gb_per_s']:.1f} GB/s", flush=True)
+        report["rates"][dtype], report["packed_rates"][dtype] = rates, packed
         del model
     atomic_write_json(args.output, report)
     if not args.no_plot:

@@ -203,8 +203,9 @@ def test_linear_rows_benchmark_on_a_tiny_model(tiny_chat_model, tmp_path):
                                         "--output", str(out)])
     saved = json.loads(out.read_text())
     assert saved["rates"] == report["rates"]
-    assert set(saved["rates"]) == ({"float32", "bfloat16"} if HAS_BF16 else {"float32"})
-    for dtype, rows in saved["rates"].items():
+    dtypes = {"float32", "bfloat16"} if HAS_BF16 else {"float32"}
+    assert set(saved["rates"]) == set(saved["packed_rates"]) == dtypes
+    for dtype, rows in [*saved["rates"].items(), *saved["packed_rates"].items()]:
         assert [r["rows"] for r in rows] == [1, 4]
         for r in rows:
             assert r["gflops"] > 0 and r["weight_gb_per_s"] > 0
