@@ -27,8 +27,8 @@ the group's prompt once (the G completions share it) and every completion token,
 each side's own completions. Work a side repeats (encoding the same prompt G times) is not
 model FLOPs, so MFU stays <= 100%. Divided by the wall time and by the fp32 matmul ceiling
 measured here (2048x2048 matrices on the same threads, the faster of ``torch.mm`` and oneDNN
-on reordered weights), taken as the best of readings before, between and after the sides (a shared machine's slow moment would otherwise
-flatter every MFU).
+on reordered weights), taken as the best of readings before, between and after the sides (a
+shared machine's slow moment would otherwise flatter every MFU).
 
 Sides: ``gymrl`` (the default config, everything in fp32, compared with TRL for ``ratio``;
 on the CPU its own model generates through oneDNN-packed weights, ``rollout.hf_pack``),
@@ -47,6 +47,7 @@ Usage::
     python benchmarks/grpo_vs_trl.py --groups 4 --steps 3 \
         --output benchmarks/results/grpo_vs_trl_groups4.json   # the default job's batch shape
     python benchmarks/grpo_vs_trl.py --sides gymrl,gymrl_bf16_rollouts   # gymrl only
+    python benchmarks/grpo_vs_trl.py --sides gymrl_unpacked,gymrl   # in that order (TRL first)
 
 Writes ``benchmarks/results/grpo_vs_trl.json`` (numbers, config, machine and versions).
 """
@@ -340,12 +341,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             runs["trl"] = (run_trl(model, tasks, args.group_size, args.length, args.lr,
                                    args.seed, Path(tmp) / "trl"), "float32")
             ceilings.measure()
-        for name, (extra, dtype) in GYMRL_SIDES.items():
-            if name in sides:
-                runs[name] = (run_gymrl(gymrl_cfg(
-                    model, args.groups, args.group_size, args.length, args.steps + 1, args.lr,
-                    args.seed, Path(tmp) / name, *extra), args.steps), dtype)
-                ceilings.measure()
+        # gymrl's sides in the order --sides names them (one process: a side runs on the heap
+        # the sides before it left).
+        for name in [side for side in sides if side in GYMRL_SIDES]:
+            extra, dtype = GYMRL_SIDES[name]
+            runs[name] = (run_gymrl(gymrl_cfg(
+                model, args.groups, args.group_size, args.length, args.steps + 1, args.lr,
+                args.seed, Path(tmp) / name, *extra), args.steps), dtype)
+            ceilings.measure()
     report["machine"]["matmul_ceiling_flops"] = ceilings.best("float32")
     if "bfloat16" in ceilings.readings:
         report["machine"]["matmul_ceiling_bf16_flops"] = ceilings.best("bfloat16")
