@@ -446,7 +446,7 @@ def linears_packed(model: Any) -> Iterator[None]:
     """Within the block every ``nn.Linear`` of ``model`` multiplies through oneDNN copies of
     its current weights (:func:`pack_linears`); on leaving, also on an error, the copies are
     dropped and the layers multiply as before (MKL, with autograd). For generating with a
-    model that also trains: packing SmolLM2's 211 matrices takes ~0.15-0.25 s on 2 cores, and
+    model that also trains: packing SmolLM2's 211 matrices takes ~0.1-0.25 s on 2 cores, and
     the copies (~540 MB in fp32) live only as long as the block."""
     import torch
 
@@ -472,10 +472,11 @@ def pack_linears(model: Any) -> None:
     The copies are reordered once into the blocked layout oneDNN's matmul reads
     (``_reorder_linear_weight``) and multiplied by ``_linear_pointwise`` on dense inputs, the
     pair torch's own compiler uses for frozen CPU linears. A plain mkldnn copy
-    (``to_mkldnn``, multiplied by ``mkldnn_linear``) gave the same results bit for bit at 3
-    to 277 rows but is reordered again on every call: at 8 rows the reordered copy reads
-    SmolLM2's weights at ~20-29 GB/s against ~9-14, and a decoding forward at 8 rows took
-    43 ms against 67 (the 2-core build machine)."""
+    (``to_mkldnn``, multiplied by ``mkldnn_linear``) is reordered again on every call; its
+    products equal these bit for bit at 3 to 277 rows (not at 1 row, where oneDNN picks
+    another kernel). On the 2-core build machine a decoding forward at 8 rows took 43 ms
+    against its 67, and ``benchmarks/linear_rows.py`` read SmolLM2's weights at 18.8 GB/s
+    through these copies against 8.9 through the plain layers (MKL)."""
     import types
 
     import torch
