@@ -1,7 +1,9 @@
 """Rollout speed of the hf path's ways to generate on the CPU: the learner's own fp32 model
 through oneDNN-packed weights, packed for each batch (the trainer's default there,
 ``rollout.hf_pack`` null), the same model unpacked (``rollout.hf_pack=false``: the default up
-to commit 2fec989) and a bf16 copy (``rollout.hf_dtype=bfloat16``).
+to commit 2fec989) and a bf16 copy (``rollout.hf_dtype=bfloat16``), packed after each sync as
+the trainer packs it where the CPU multiplies bf16 natively (the same tokens as unpacked, bit
+for bit; the bf16 way is skipped on other CPUs).
 
 Each plays whole ``router`` episodes (every turn, stop strings, KV caches kept between turns)
 with :func:`gymrl.learner.rollout.run_rollouts`, the trainer's own path, on the same tasks and
@@ -35,7 +37,7 @@ ROOT = Path(__file__).resolve().parent
 # packs the learner's own model)
 WAYS = {"default_fp32": ({"dtype": "float32"}, True),
         "unpacked_fp32": ({"dtype": "float32"}, False),
-        "bf16": ({"dtype": "bfloat16"}, False)}
+        "bf16": ({"dtype": "bfloat16"}, True)}
 
 
 def play(backend: Any, groups: int, group_size: int, seed: int,

@@ -251,13 +251,14 @@ def _with_defaults(saved: Any, defaults: Any) -> Any:
 
 def packs_linears(cfg: dict[str, Any], dtype: str) -> bool:
     """Whether a model of ``dtype`` generates through oneDNN-packed weights on the hf path
-    (``rollout.hf_pack``; null: where it is float32 on the CPU, the case measured)."""
+    (``rollout.hf_pack``; null: on the CPU in float32, and in bfloat16 where the CPU multiplies
+    bf16 natively: the cases measured, each sampling the plain layers' tokens)."""
     rollout, learner = cfg["rollout"], cfg["learner"]
     if rollout["backend"] != "hf" or learner["device"] != "cpu":
         return False
     if rollout.get("hf_pack") is not None:
         return bool(rollout["hf_pack"])
-    return dtype == "float32"
+    return dtype == "float32" or (dtype == "bfloat16" and cpu_has_bf16_matmul())
 
 
 def cpu_has_bf16_matmul() -> bool:

@@ -13,6 +13,7 @@ import pytest
 from gymrl.backends.base import Request
 from gymrl.backends.hf import HFBackend
 from gymrl.errors import BackendError, ConfigError
+from gymrl.learner.train import cpu_has_bf16_matmul
 
 TEMPLATE = (
     "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} [SEP] {% endfor %}"
@@ -167,12 +168,14 @@ def test_sampled_logprobs_are_those_of_the_sampling_distribution(model_dir: Path
     assert got.logprobs == pytest.approx(expected.tolist(), abs=1e-4)
 
 
-def test_packed_linears_sample_what_the_plain_model_does(model_dir: Path) -> None:
+@pytest.mark.parametrize("dtype", ["float32", pytest.param("bfloat16", marks=pytest.mark.skipif(
+    not cpu_has_bf16_matmul(), reason="bf16 is emulated on this CPU"))])
+def test_packed_linears_sample_what_the_plain_model_does(model_dir: Path, dtype: str) -> None:
     import torch
 
     requests = [ask(q) for q, _ in QA]
     plain, packed = (HFBackend(str(model_dir), temperature=1.0, max_new_tokens=16, seed=3,
-                               pack_linear=pack) for pack in (False, True))
+                               dtype=dtype, pack_linear=pack) for pack in (False, True))
     assert all(hasattr(m, "packed") for m in packed.model.modules()
                if isinstance(m, torch.nn.Linear))
     a, b = plain.generate(requests), packed.generate(requests)
