@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from gymrl.backends.hf import linears_packed
+    from gymrl.backends.packed import linears_packed
     from gymrl.learner.model import resolve_model
     from gymrl.learner.train import cpu_has_bf16_matmul
 

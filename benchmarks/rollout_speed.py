@@ -46,7 +46,7 @@ def play(backend: Any, groups: int, group_size: int, seed: int,
     (``pack``: through oneDNN-packed weights, packed for the batch and timed with it)."""
     import contextlib
 
-    from gymrl.backends.hf import linears_packed
+    from gymrl.backends.packed import linears_packed
     from gymrl.learner.rollout import reset_group, run_rollouts
     from gymrl.learner.train import task_seed
     from gymrl.make import make_env

@@ -5,7 +5,8 @@ answer makes the whole batch pay for it; here a row that hits EOS or one of its 
 leaves the batch (its KV cache rows are dropped), and the rest continue. Sampling matches
 transformers' ``generate`` with ``temperature`` and ``top_p`` (``top_k`` off): the logits are
 divided by the temperature, the top-p nucleus is kept (at least one token), and a token is drawn
-from the renormalised distribution; greedy decoding (``temperature == 0``) takes the arg-max.
+from the renormalised distribution (:func:`sample`); greedy decoding (``temperature == 0``)
+takes the arg-max.
 """
 
 from __future__ import annotations
@@ -23,6 +24,26 @@ def top_p_filter(scores: Any, top_p: float) -> Any:
     remove = cumulative <= (1 - top_p)
     remove[..., -1:] = False  # keep at least the most likely token
     return scores.masked_fill(remove.scatter(1, sorted_idx, remove), float("-inf"))
+
+
+def sample(logp: Any) -> Any:
+    """One token per row, drawn from ``exp(logp)`` (B, V) by inverting its cumulative sum at a
+    uniform number (``torch.rand``: seeded runs draw the same tokens).
+
+    ``torch.multinomial`` draws one exponential number per vocabulary entry (the Gumbel-max
+    trick): SmolLM2's 49,152 entries at 8 rows took ~8 ms a call on the 2-core build machine,
+    against ~0.5 ms here, and a decoding step ~45 ms. The sum runs in float64, so its rounding
+    is far below any probability a float32 softmax resolves; a token of probability 0 (cut by
+    top-p) is never drawn.
+    """
+    import torch
+
+    cdf = logp.exp().double().cumsum(dim=-1)
+    total = cdf[:, -1:]
+    # u * total < total: the draw lands on an entry of nonzero probability
+    point = torch.minimum(torch.rand_like(total) * total,
+                          torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, point, right=True).squeeze(1)
 
 
 def decode(model: Any, input_ids: Any, attention: Any, cache: Any, *, max_new_tokens: int,
@@ -70,7 +91,7 @@ def decode(model: Any, input_ids: Any, attention: Any, cache: Any, *, max_new_to
             if top_p < 1.0:
                 scores = top_p_filter(scores, top_p)
             logp_all = torch.log_softmax(scores, dim=-1)
-            tokens = torch.multinomial(logp_all.exp(), num_samples=1).squeeze(1)
+            tokens = sample(logp_all)
         else:
             logp_all = torch.log_softmax(logits, dim=-1)
             tokens = logits.argmax(dim=-1)

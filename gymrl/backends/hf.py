@@ -8,8 +8,7 @@ from __future__ import annotations
 import os
 import random
 import re
-from collections.abc import Hashable, Iterator
-from contextlib import contextmanager
+from collections.abc import Hashable
 from typing import Any
 
 from gymrl.backends.base import (
@@ -21,6 +20,7 @@ from gymrl.backends.base import (
     truncate_at_stop,
 )
 from gymrl.backends.kvcache import RowCaches
+from gymrl.backends.packed import pack_linears
 from gymrl.errors import BackendError, ConfigError
 from gymrl.learner.model import EMBEDDED, merged_weights, resolve_model
 
@@ -439,58 +439,6 @@ class HFBackend(Backend):
         """Drop the model so its memory can be freed."""
         self.model = None
         self.tokenizer = None
-
-
-@contextmanager
-def linears_packed(model: Any) -> Iterator[None]:
-    """Within the block every ``nn.Linear`` of ``model`` multiplies through oneDNN copies of
-    its current weights (:func:`pack_linears`); on leaving, also on an error, the copies are
-    dropped and the layers multiply as before (MKL, with autograd). For generating with a
-    model that also trains: packing SmolLM2's 211 matrices takes ~0.1-0.25 s on 2 cores, and
-    the copies (~540 MB in fp32) live only as long as the block."""
-    import torch
-
-    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    own = [m.__dict__.get("forward") for m in linears]  # a forward set on the instance (hooks)
-    pack_linears(model)
-    try:
-        yield
-    finally:
-        for module, forward in zip(linears, own, strict=True):
-            module.__dict__.pop("packed", None)
-            module.__dict__.pop("forward", None)
-            if forward is not None:
-                module.forward = forward
-
-
-def pack_linears(model: Any) -> None:
-    """Every ``nn.Linear`` of ``model`` multiplies with a oneDNN (mkldnn) copy of its weights,
-    made now (call again after the weights change). For inference on the CPU: the copies take
-    no gradient. The math stays in the weights' dtype; only the kernel changes (oneDNN's
-    instead of MKL's, faster for decoding's few-row matmuls).
-
-    The copies are reordered once into the blocked layout oneDNN's matmul reads
-    (``_reorder_linear_weight``) and multiplied by ``_linear_pointwise`` on dense inputs, the
-    pair torch's own compiler uses for frozen CPU linears. A plain mkldnn copy
-    (``to_mkldnn``, multiplied by ``mkldnn_linear``) is reordered again on every call; its
-    products equal these bit for bit at 3 to 277 rows (not at 1 row, where oneDNN picks
-    another kernel). On the 2-core build machine a decoding forward at 8 rows took 43 ms
-    against its 67, and ``benchmarks/linear_rows.py`` read SmolLM2's weights at 18.8 GB/s
-    through these copies against 8.9 through the plain layers (MKL)."""
-    import types
-
-    import torch
-
-    def forward(self: Any, x: Any) -> Any:
-        return torch.ops.mkldnn._linear_pointwise(x, *self.packed, "none", [], "")
-
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.Linear):
-                bias = None if module.bias is None else module.bias.detach()
-                module.packed = (torch.ops.mkldnn._reorder_linear_weight(module.weight.detach()),
-                                 bias)
-                module.forward = types.MethodType(forward, module)
 
 
 def _common_prefix_len(rows: list[list[int]]) -> int:

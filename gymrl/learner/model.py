@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from gymrl.backends.packed import mark_stale
 from gymrl.errors import BackendError
 from gymrl.results import fsync_path
 
@@ -110,12 +111,14 @@ def lora_merged(model: Any) -> Iterator[None]:
     saved = [m.base_layer.weight.detach().clone() for m in layers]
     try:
         model.merge_adapter()
+        mark_stale(model)  # peft merges through .data, unseen by the packed copies' check
         yield
     finally:
         with torch.no_grad():
             for m, weight in zip(layers, saved, strict=True):
                 m.base_layer.weight.copy_(weight)
                 m.merged_adapters = []
+        mark_stale(model)
 
 
 def merged_weights(model: Any) -> Iterator[tuple[str, Any]]:

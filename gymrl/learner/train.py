@@ -8,7 +8,6 @@ atomic checkpoints every few steps; a PNG of the curves at the end.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -326,8 +325,6 @@ class Trainer:
             self.backend = HFBackend(path, device=learner["device"], dtype=rollout["hf_dtype"],
                                      pack_linear=packs_linears(cfg, rollout["hf_dtype"]),
                                      **sampling)
-        # The learner's own model packs for each batch it generates (rollouts, evaluations).
-        self.pack_own = packs_linears(cfg, learner["dtype"])
         if rollout["backend"] == "vllm":
             from gymrl.backends.vllm import VLLMBackend
 
@@ -354,6 +351,14 @@ class Trainer:
             import copy
 
             self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+        # The learner's own model multiplies through oneDNN-packed weights (rollout.hf_pack):
+        # they are packed again after each update, and the rollouts and the update's forward
+        # passes of a step share one packing (packed.py). The KL reference stays plain.
+        packed = packs_linears(cfg, learner["dtype"])
+        if packed:
+            from gymrl.backends.packed import pack_linears, repack_after
+
+            pack_linears(model)
         params = [p for p in model.parameters() if p.requires_grad]
         # What GRPO may not move (SFT trains everything): AdamW skips a weight with no grad.
         self.held_in_rl = [p for n, p in model.named_parameters()
@@ -362,6 +367,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             params, lr=learner["lr"], weight_decay=learner["weight_decay"],
             **({"fused": True} if learner["optim"] == "adamw_torch_fused" else {}))
+        if packed:  # a fused step writes the weights without bumping their version counters
+            repack_after(self.optimizer, model)
         self.step = 0
         self.sft_done = False
         self._demos: list[Sequence] | None = None
@@ -514,17 +521,14 @@ class Trainer:
 
     def play(self, rollouts: list[Rollout], backend: Any = None) -> None:
         """Play rollouts to their ends with ``backend`` (default: the rollout backend); the
-        learner's own model generates with LoRA merged (and its linear layers packed:
-        ``rollout.hf_pack``)."""
-        from gymrl.backends.hf import linears_packed
+        learner's own model generates with LoRA merged."""
         from gymrl.learner.model import lora_merged
 
         backend = backend or self.backend
         if backend is not self.learner_backend:
             run_rollouts(backend, rollouts)
             return
-        with lora_merged(self.model), (linears_packed(self.model) if self.pack_own
-                                       else contextlib.nullcontext()):
+        with lora_merged(self.model):
             run_rollouts(backend, rollouts)
 
     @property

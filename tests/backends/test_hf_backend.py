@@ -191,7 +191,7 @@ def test_linears_packed_only_within_the_block(model_dir: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from gymrl.backends.hf import linears_packed
+    from gymrl.backends.packed import linears_packed
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
@@ -214,6 +214,70 @@ def test_linears_packed_only_within_the_block(model_dir: Path) -> None:
     out = layer(x.requires_grad_())
     out.sum().backward()
     assert layer.weight.grad is not None and torch.equal(out, plain)
+
+
+@pytest.mark.parametrize(("shape", "bias"), [((5, 8), True), ((2, 3, 8), False)])
+def test_packed_linears_train_as_plain_ones(shape: tuple[int, ...], bias: bool) -> None:
+    """Under autograd a packed layer's product and gradients (input, weight, bias) are the
+    plain layer's; a frozen weight gets none, and the input still does."""
+    import copy
+
+    import torch
+
+    from gymrl.backends.packed import pack_linears
+
+    torch.manual_seed(0)
+    plain = torch.nn.Sequential(torch.nn.Linear(8, 16, bias=bias), torch.nn.Linear(16, 4))
+    packed = copy.deepcopy(plain)
+    pack_linears(packed)
+    x = torch.randn(*shape)
+    for model in (plain, packed):
+        model.zero_grad()
+        xi = x.clone().requires_grad_()
+        out = model(xi)
+        (out * torch.arange(out.numel()).reshape(out.shape)).sum().backward()
+        model.out, model.x_grad = out.detach(), xi.grad
+    torch.testing.assert_close(packed.out, plain.out, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(packed.x_grad, plain.x_grad, rtol=1e-5, atol=1e-5)
+    for a, b in zip(packed.parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-5)
+    packed[0].requires_grad_(False)
+    packed.zero_grad(set_to_none=True)
+    xi = x.clone().requires_grad_()
+    packed(xi).sum().backward()
+    assert packed[0].weight.grad is None and xi.grad is not None
+
+
+def test_packed_linears_follow_every_change_of_their_weights() -> None:
+    """A packed copy is made again on the first call after its weight changed: an optimizer
+    step (a fused one through ``repack_after``), ``load_state_dict``, a new tensor assigned to
+    ``.data``."""
+    import torch
+
+    from gymrl.backends.packed import pack_linears, repack_after
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(8, 8)
+    pack_linears(layer)
+    x = torch.randn(4, 8)
+
+    def check() -> None:
+        with torch.no_grad():
+            torch.testing.assert_close(layer(x), torch.nn.functional.linear(
+                x, layer.weight, layer.bias), rtol=1e-5, atol=1e-5)
+
+    check()
+    for fused in (False, True):
+        optimizer = torch.optim.AdamW(layer.parameters(), lr=0.5, fused=fused)
+        if fused:  # writes the weights without bumping their version counters
+            repack_after(optimizer, layer)
+        layer(x).sum().backward()
+        optimizer.step()
+        check()
+    layer.load_state_dict({"weight": torch.randn(8, 8), "bias": torch.randn(8)})
+    check()
+    layer.weight.data = torch.randn(8, 8)
+    check()
 
 
 def test_packed_linears_are_packed_again_when_the_weights_change(model_dir: Path) -> None:
@@ -475,6 +539,27 @@ def test_top_p_filter_keeps_the_nucleus() -> None:
     kept = torch.isfinite(top_p_filter(logits, 0.8))[0].tolist()
     assert kept == [True, True, False, False]
     assert torch.isfinite(top_p_filter(logits, 0.01))[0].tolist() == [True, False, False, False]
+
+
+def test_sample_draws_each_token_with_its_probability() -> None:
+    import torch
+
+    from gymrl.backends.decode import sample
+
+    probs = torch.tensor([0.5, 0.3, 0.0, 0.15, 0.05, 0.0])
+    n = 40_000
+    logp = torch.log(probs).expand(n, -1)
+    torch.manual_seed(0)
+    drawn = sample(logp)
+    counts = torch.bincount(drawn, minlength=len(probs)).double()
+    assert counts[probs == 0].sum() == 0  # probability 0 (top-p's cut) is never drawn
+    sigma = (n * probs * (1 - probs)).sqrt()
+    assert bool(((counts - n * probs).abs() <= 5 * sigma + 1e-9).all()), counts.tolist()
+    torch.manual_seed(0)
+    assert torch.equal(sample(logp), drawn)
+    # all the mass on the first or on the last entry: always that entry
+    edges = torch.log(torch.tensor([[1.0, 0, 0], [0, 0, 1.0]])).repeat(500, 1)
+    assert sample(edges).tolist() == [0, 2] * 500
 
 
 def test_hf_smollm2_names_the_embedded_model(model_dir: Path, monkeypatch) -> None:

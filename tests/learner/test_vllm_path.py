@@ -129,31 +129,43 @@ def test_a_packed_float32_rollout_copy_samples_as_the_learner_would(tiny_chat_mo
 
 @pytest.mark.parametrize(("extra", "packed"), [
     ((), True), (("rollout.hf_pack=false",), False),
+    (("learner.lora=false", "learner.optim=adamw_torch_fused"), True),
     (("learner.dtype=bfloat16",), cpu_has_bf16_matmul())])
-def test_the_learners_own_model_generates_packed_on_the_cpu(
+def test_the_learners_own_model_multiplies_packed_on_the_cpu(
         tiny_chat_model, tmp_path, monkeypatch, extra, packed):
-    """rollout.hf_pack=null (the default): the learner's model packs its merged weights for
-    the rollouts and evaluations it plays (float32; bfloat16 where the CPU multiplies it
-    natively), and is plain again for the update; what it samples is what the learner
-    scores."""
+    """rollout.hf_pack=null (the default): the learner's model multiplies through packed
+    weights (float32; bfloat16 where the CPU multiplies it natively) in the rollouts and
+    evaluations it plays and in its update, and after the update every layer multiplies by
+    its new weights (a fused AdamW included, which leaves the version counters alone); what
+    it samples is what the learner scores."""
     from gymrl.learner import train as train_module
 
     cfg, run_dir = prepare_run(tiny_cfg(tiny_chat_model, tmp_path, "learner.lr=5e-2", *extra))
     trainer = Trainer(cfg, run_dir)
+    linears = [m for m in trainer.model.modules() if isinstance(m, torch.nn.Linear)]
     seen = []
     real = train_module.run_rollouts
 
     def watched(backend, rollouts):
-        linears = [m for m in trainer.model.modules() if isinstance(m, torch.nn.Linear)]
         seen.append(all("packed" in m.__dict__ for m in linears))
         return real(backend, rollouts)
 
     monkeypatch.setattr(train_module, "run_rollouts", watched)
     trainer.evaluate()
-    trainer.grpo_step()  # plain again for the update, or backward through oneDNN would fail
+    before = [m.weight.detach().clone() for m in linears]
+    with torch.profiler.profile() as profile:
+        trainer.grpo_step()
     assert seen == [packed, packed]
-    assert not any("packed" in m.__dict__ for m in trainer.model.modules())
-    if packed and not extra:  # fp32; bf16 scores differ by its rounding
+    ran = {event.key for event in profile.key_averages()}
+    assert ("mkldnn::_linear_pointwise" in ran) == packed
+    assert all(("packed" in m.__dict__) == packed for m in linears)
+    assert any(not torch.equal(m.weight, w) for m, w in zip(linears, before, strict=True))
+    with torch.no_grad():
+        for m in linears:
+            x = torch.randn(3, m.in_features, dtype=m.weight.dtype)
+            assert torch.allclose(m(x), torch.nn.functional.linear(x, m.weight, m.bias),
+                                  rtol=1e-2 if "bfloat16" in str(extra) else 1e-5, atol=1e-5)
+    if packed and "learner.dtype=bfloat16" not in extra:  # bf16 scores differ by its rounding
         from gymrl.learner.rollout import reset_group
 
         rollouts = reset_group(trainer.train_envs[:2], task_seed=7, group=0)
