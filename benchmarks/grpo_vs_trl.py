@@ -31,9 +31,10 @@ on reordered weights), taken as the best of readings before, between and after t
 shared machine's slow moment would otherwise flatter every MFU).
 
 Sides: ``gymrl`` (the default config, everything in fp32, compared with TRL for ``ratio``;
-on the CPU its own model generates through oneDNN-packed weights, ``rollout.hf_pack``),
-``gymrl_unpacked`` (``rollout.hf_pack=false``: the default up to commit 2fec989; an fp32
-rollout copy packs as the default does, so it has no side of its own), ``gymrl_bf16_rollouts``
+on the CPU its own model multiplies through oneDNN-packed weights in the rollouts and in the
+update's forward passes, ``rollout.hf_pack``), ``gymrl_unpacked`` (``rollout.hf_pack=false``:
+the plain layers throughout, as the default was up to commit 2fec989; an fp32 rollout copy
+packs as the default does, so it has no side of its own), ``gymrl_bf16_rollouts``
 (``rollout.hf_dtype=bfloat16``: a bf16 copy generates; the learner trains in fp32 on every
 side), each with its ``ratio_<side>``, and ``trl``. A side's ``mfu`` holds each part to the
 ceiling of its own precision (generation's 2N FLOPs per token at the bf16 matmul ceiling when

@@ -95,12 +95,12 @@ class RolloutConfig:
         "with a copy in that dtype, synced after each update (bf16 rollouts ~1.5x the tokens/s "
         "on a CPU with avx512_bf16; evaluations still use the learner's model)", None)
     hf_pack: bool | None = _help(
-        "backend=hf on the CPU: generate through oneDNN-packed copies of the linear layers' "
+        "backend=hf on the CPU: multiply through oneDNN-packed copies of the linear layers' "
         "weights (the same math in the same dtype, another kernel). The learner's own model "
-        "packs its (LoRA-merged) weights for each batch of rollouts and evaluations and drops "
-        "them after; a rollout copy packs after each sync. null: on where the model that "
-        "generates is float32 on the CPU, or bfloat16 on a CPU with avx512_bf16/AMX (measured "
-        "there: the same tokens, faster rollouts); true | false forces it", None)
+        "packs once per change of its weights: a step's rollouts (LoRA merged) and its "
+        "update's forward passes (full fine-tuning) share one packing; a rollout copy packs "
+        "after each sync. null: on where that model is float32 on the CPU, or bfloat16 on a "
+        "CPU with avx512_bf16/AMX; true | false forces it", None)
     gpu_memory_utilization: float = _help("GPU memory share of the vllm engine", 0.3)
 
 
