@@ -75,8 +75,8 @@ class HFBackend(Backend):
         pack_linear: generate through oneDNN copies of every linear layer's weights (CPU
             only; the model then serves inference only, its weights change through
             :meth:`load_weights`, which packs them again). SmolLM2's fp32 router rollouts on
-            2 cores: 1.55-1.64x the tokens/s at batch 8, 1.13-1.18x at batch 32, the same
-            tokens (``benchmarks/rollout_speed.py``, two runs with the weights reordered).
+            2 cores: 1.55-1.76x the tokens/s at batch 8, 1.13-1.25x at batch 32
+            (``benchmarks/rollout_speed.py``, three runs with the weights reordered).
 
     Raises:
         ConfigError: a bad option value.
