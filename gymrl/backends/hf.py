@@ -74,9 +74,10 @@ class HFBackend(Backend):
             this many), they are encoded once and the KV cache is copied to every row.
         pack_linear: generate through oneDNN copies of every linear layer's weights (CPU
             only; the model then serves inference only, its weights change through
-            :meth:`load_weights`, which packs them again). SmolLM2's fp32 router rollouts on
-            2 cores: 1.55-1.76x the tokens/s at batch 8, 1.13-1.25x at batch 32
-            (``benchmarks/rollout_speed.py``, three runs with the weights reordered).
+            :meth:`load_weights`, after which each layer packs again on its next call).
+            SmolLM2's fp32 router rollouts on 2 cores: 1.55-1.76x the tokens/s at batch 8,
+            1.13-1.25x at batch 32 (``benchmarks/rollout_speed.py``, three runs with the
+            weights reordered).
 
     Raises:
         ConfigError: a bad option value.
@@ -318,9 +319,7 @@ class HFBackend(Backend):
                 f"(names differ: {sorted(set(incoming) ^ set(own))[:4]})")
         with torch.no_grad():
             for name, weight in incoming.items():
-                own[name].copy_(weight)
-        if self.pack_linear:
-            pack_linears(self.model)
+                own[name].copy_(weight)  # bumps the version counters: packed layers repack
         self.forget()
 
     def sampling_state(self) -> Any:

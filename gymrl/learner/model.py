@@ -117,8 +117,7 @@ def lora_merged(model: Any) -> Iterator[None]:
         with torch.no_grad():
             for m, weight in zip(layers, saved, strict=True):
                 m.base_layer.weight.copy_(weight)
-                m.merged_adapters = []
-        mark_stale(model)
+                m.merged_adapters = []  # copy_ bumps the version counters: repacked
 
 
 def merged_weights(model: Any) -> Iterator[tuple[str, Any]]:

@@ -351,14 +351,6 @@ class Trainer:
             import copy
 
             self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-        # The learner's own model multiplies through oneDNN-packed weights (rollout.hf_pack):
-        # they are packed again after each update, and the rollouts and the update's forward
-        # passes of a step share one packing (packed.py). The KL reference stays plain.
-        packed = packs_linears(cfg, learner["dtype"])
-        if packed:
-            from gymrl.backends.packed import pack_linears, repack_after
-
-            pack_linears(model)
         params = [p for p in model.parameters() if p.requires_grad]
         # What GRPO may not move (SFT trains everything): AdamW skips a weight with no grad.
         self.held_in_rl = [p for n, p in model.named_parameters()
@@ -367,7 +359,14 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             params, lr=learner["lr"], weight_decay=learner["weight_decay"],
             **({"fused": True} if learner["optim"] == "adamw_torch_fused" else {}))
-        if packed:  # a fused step writes the weights without bumping their version counters
+        # The learner's own model multiplies through oneDNN-packed weights (rollout.hf_pack):
+        # they are packed again after each update (a fused step writes them without bumping
+        # their version counters, hence the hook), and the rollouts and the update's forward
+        # passes of a step share one packing (packed.py). The KL reference stays plain.
+        if packs_linears(cfg, learner["dtype"]):
+            from gymrl.backends.packed import pack_linears, repack_after
+
+            pack_linears(model)
             repack_after(self.optimizer, model)
         self.step = 0
         self.sft_done = False
