@@ -194,18 +194,25 @@ def token_logprobs(model: Any, ids: Any, attention: Any, mask: Any, temperature:
     Only positions where ``mask`` is 1 are scored (the vocabulary projection and softmax are
     the memory peak, so env tokens skip them); other positions are 0. Logits are divided by
     the sampling temperature, so ratios compare like with like. When the rows share a head of
-    at least ``min_shared`` tokens (the system prompt; a group's whole prompt), it is run once
-    and its KV cache is copied to every row; gradients flow back through the copies.
+    at least ``min_shared`` tokens (the system prompt; a group's whole prompt), it is run once:
+    for the model types ``cascade`` supports, in one pass with every row's real tokens (no
+    padding; see :mod:`gymrl.learner.cascade`), else by copying its KV cache to every row
+    (gradients flow back through the copies).
 
     Returns:
         (log-probs (B, T), entropies (B, T)); position 0 is never a policy token.
     """
     import torch
 
+    from gymrl.learner import cascade
+
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     rows = ids.shape[0]
     head = shared_head(ids, mask) if rows > 1 else 0
-    if head >= min_shared:
+    offset = head
+    if head >= min_shared and cascade.supports(lm, ids, attention):
+        picked = cascade.policy_states(lm, ids, attention, mask, head)
+    elif head >= min_shared:
         from transformers import DynamicCache
 
         cache = DynamicCache(config=lm.config)
@@ -218,15 +225,16 @@ def token_logprobs(model: Any, ids: Any, attention: Any, mask: Any, temperature:
                         use_cache=True).last_hidden_state
         # Position t predicts token t + 1: the head's last state predicts the first rest token.
         last = first.last_hidden_state[:, -1:]
-        hidden = torch.cat([last.expand(rows, 1, last.shape[-1]), rest[:, :-1]], dim=1)
-        offset = head
+        states = torch.cat([last.expand(rows, 1, last.shape[-1]), rest[:, :-1]], dim=1)
+        picked = states[mask[:, head:].bool()]
     else:
-        hidden = lm.model(input_ids=ids, attention_mask=attention).last_hidden_state[:, :-1]
         offset = 1
+        states = lm.model(input_ids=ids, attention_mask=attention).last_hidden_state[:, :-1]
+        picked = states[mask[:, 1:].bool()]
     where = mask[:, offset:].bool()
     targets = ids[:, offset:]
     # The vocabulary projection only where a policy token is predicted: it is the memory peak.
-    picked = lm.lm_head(hidden[where]).float()
+    picked = lm.lm_head(picked).float()
     if temperature and temperature != 1.0:
         picked = picked / temperature
     logp_all = torch.log_softmax(picked, dim=-1)
