@@ -57,8 +57,8 @@ def decode(model: Any, input_ids: Any, attention: Any, cache: Any, *, max_new_to
         model: a transformers causal LM.
         input_ids: (B, T) prompt ids; padding may sit anywhere, ``attention`` marks it.
         attention: (B, T) 1 for real tokens.
-        cache: a ``DynamicCache`` already holding the KV of a head of ``input_ids`` (the rows'
-            shared prompt head), or an empty one.
+        cache: a ``DynamicCache`` or ``CascadeCache`` already holding the KV of a head of
+            ``input_ids`` (the rows' shared prompt head), or an empty one.
         max_new_tokens: most tokens per row.
         temperature: 0 for greedy decoding.
         top_p: nucleus mass (1 keeps everything).
@@ -78,13 +78,11 @@ def decode(model: Any, input_ids: Any, attention: Any, cache: Any, *, max_new_to
     n = input_ids.shape[0]
     done_len = cache.get_seq_length()
     position = (attention.long().cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=input_ids[:, done_len:], attention_mask=attention,
-                position_ids=position[:, done_len:], cache=cache, use_cache=True,
-                logits_to_keep=1)
+    logits = last_logits(model, input_ids[:, done_len:], attention, position[:, done_len:],
+                         cache)
     rows = torch.arange(n)
     generated: list[list[int]] = [[] for _ in range(n)]
     logprobs: list[list[float]] = [[] for _ in range(n)]
-    logits = out.logits[:, -1, :].float()
     for step in range(max_new_tokens):
         if temperature > 0:
             scores = logits / temperature
@@ -116,7 +114,15 @@ def decode(model: Any, input_ids: Any, attention: Any, cache: Any, *, max_new_to
             attention, rows, tokens = attention[index], rows[index.cpu()], tokens[index]
         attention = torch.cat([attention, attention.new_ones(len(keep), 1)], dim=1)
         position = attention.long().sum(-1, keepdim=True) - 1
-        out = model(input_ids=tokens[:, None], attention_mask=attention, position_ids=position,
-                    cache=cache, use_cache=True)
-        logits = out.logits[:, -1, :].float()
+        logits = last_logits(model, tokens[:, None], attention, position, cache)
     return generated, logprobs
+
+
+def last_logits(model: Any, input_ids: Any, attention: Any, position: Any, cache: Any) -> Any:
+    """The fp32 logits after each row's last token of ``input_ids``, the new tokens after
+    what ``cache`` holds (a ``CascadeCache`` runs the model itself)."""
+    if hasattr(cache, "logits"):
+        return cache.logits(input_ids, attention, position, last_only=True)[:, -1, :].float()
+    out = model(input_ids=input_ids, attention_mask=attention, position_ids=position,
+                cache=cache, use_cache=True, logits_to_keep=1)
+    return out.logits[:, -1, :].float()

@@ -353,6 +353,7 @@ class HFBackend(Backend):
         """The batch with nothing cached but the rows' ``shared`` head, if they have one."""
         import torch
 
+        from gymrl.backends import cascade
         from gymrl.backends.kvcache import growing_cache
 
         model, pad = self.model, self.tokenizer.pad_token_id
@@ -366,10 +367,16 @@ class HFBackend(Backend):
         attention = torch.tensor(
             [[1] * shared + [0] * (width - len(p) + shared) + [1] * (len(p) - shared)
              for p in prompts], device=model.device)
-        cache = growing_cache(model.config)  # appends in place, no re-concatenation
+        if shared and cascade.supports(model, input_ids.shape[1] + self.max_new_tokens):
+            # The rows read the shared head's keys and values from one copy.
+            cache = cascade.CascadeCache(model)
+            cache.prefill(input_ids[:1, :shared])
+        else:
+            cache = growing_cache(model.config)  # appends in place, no re-concatenation
+            if shared:
+                model(input_ids=input_ids[:1, :shared], cache=cache, use_cache=True,
+                      logits_to_keep=1)
         if shared:
-            model(input_ids=input_ids[:1, :shared], cache=cache, use_cache=True,
-                  logits_to_keep=1)
             cache.batch_repeat_interleave(len(prompts))
         return cache, input_ids, attention
 

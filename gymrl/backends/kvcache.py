@@ -118,8 +118,11 @@ class RowCaches:
     def keep(self, key: Hashable, ids: list[int], cache: Any, row: int, attention: Any) -> None:
         """Keep batch row ``row`` of ``cache``: its real (unpadded) columns, which hold ``ids``."""
         columns = attention.bool()
-        layers = [(layer.keys[row][:, columns], layer.values[row][:, columns])
-                  for layer in cache.layers]
+        if hasattr(cache, "row"):  # a CascadeCache keeps the shared head apart
+            layers = cache.row(row, columns)
+        else:
+            layers = [(layer.keys[row][:, columns], layer.values[row][:, columns])
+                      for layer in cache.layers]
         if layers and layers[0][0].shape[-2] == len(ids):
             self._rows[key] = (list(ids), layers)
 

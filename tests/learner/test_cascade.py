@@ -7,29 +7,14 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from tiny_models import ARCHITECTURES, tiny_causal_lm  # noqa: E402
+
 from gymrl.learner import cascade  # noqa: E402
 from gymrl.learner.grpo import shared_head, token_logprobs  # noqa: E402
 
-ARCHITECTURES = {
-    # grouped-query attention: 4 query heads share 2 key heads
-    "llama": lambda: transformers.LlamaConfig(
-        vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256),
-    # biases on q/k/v
-    "qwen2": lambda: transformers.Qwen2Config(
-        vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=256),
-    # q/k norms inside attention, head_dim apart from hidden / heads
-    "qwen3": lambda: transformers.Qwen3Config(
-        vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=24,
-        max_position_embeddings=256),
-}
-
 
 def model_of(kind: str) -> object:
-    torch.manual_seed(0)
-    return transformers.AutoModelForCausalLM.from_config(ARCHITECTURES[kind]()).train()
+    return tiny_causal_lm(kind).train()
 
 
 def rows_after_a_prompt(prompt: int = 40, lengths: tuple[int, ...] = (9, 3, 12, 1)):
@@ -67,7 +52,7 @@ def test_the_joint_pass_gives_the_padded_forwards_states_and_gradients(kind):
                     torch.autograd.grad((joint * weights).sum(), params), strict=True):
         assert (a - b).norm() <= 1e-5 * a.norm()
     # The model's own attention implementation is back in place afterwards.
-    assert model.config._attn_implementation != cascade.ATTENTION
+    assert model.config._attn_implementation == "sdpa"
 
 
 @pytest.mark.parametrize("kind", sorted(ARCHITECTURES))
@@ -75,13 +60,13 @@ def test_token_logprobs_takes_the_joint_pass_and_agrees_with_the_plain_one(kind,
     model = model_of(kind)
     ids, attention, mask = rows_after_a_prompt()
     calls = []
-    real = cascade.cascade_attention
+    real = cascade.Layout.attend
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(cascade, "cascade_attention", counting)
+    monkeypatch.setattr(cascade.Layout, "attend", counting)
     plain, plain_entropy = token_logprobs(model, ids, attention, mask, 0.7, min_shared=10**9)
     assert not calls
     joint, joint_entropy = token_logprobs(model, ids, attention, mask, 0.7, min_shared=8)
@@ -99,8 +84,6 @@ def test_models_it_cannot_match_take_the_padded_pass():
     assert not cascade.supports(model, ids, left_padded)
     model.gradient_checkpointing_enable()
     assert not cascade.supports(model, ids, attention)
-    windowed = transformers.AutoModelForCausalLM.from_config(transformers.Qwen2Config(
-        vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=1, use_sliding_window=True,
-        sliding_window=16, max_window_layers=0))
+    windowed = tiny_causal_lm("qwen2", use_sliding_window=True, sliding_window=16,
+                              max_window_layers=0)
     assert not cascade.supports(windowed, ids, attention)
