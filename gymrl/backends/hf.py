@@ -71,7 +71,9 @@ class HFBackend(Backend):
             model is not cached and ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` is unset;
             ``False`` contacts it whenever the model is not cached.
         min_shared_prefix: when every prompt of a batch starts with the same tokens (at least
-            this many), they are encoded once and the KV cache is copied to every row.
+            this many), they are encoded once: every row reads their keys and values from one
+            copy (cascade attention, for the models ``gymrl.backends.cascade`` serves) or from
+            a copy of its own.
         pack_linear: generate through oneDNN copies of every linear layer's weights (CPU
             only; the model then serves inference only, its weights change through
             :meth:`load_weights`, after which each layer packs again on its next call).
@@ -357,9 +359,9 @@ class HFBackend(Backend):
         from gymrl.backends.kvcache import growing_cache
 
         model, pad = self.model, self.tokenizer.pad_token_id
-        # The shared head is encoded once and every row gets a copy of its KV cache. Each row's
-        # own rest follows it, padded in the middle (masked), so positions stay those of an
-        # unpadded prompt.
+        # The shared head is encoded once; every row reads it from one copy (CascadeCache) or
+        # gets a copy of its own. Each row's own rest follows it, padded in the middle
+        # (masked), so positions stay those of an unpadded prompt.
         width = max(len(p) for p in prompts) - shared
         input_ids = torch.tensor(
             [list(p[:shared]) + [pad] * (width - len(p) + shared) + list(p[shared:])

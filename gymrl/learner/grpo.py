@@ -239,9 +239,10 @@ def token_logprobs(model: Any, ids: Any, attention: Any, mask: Any, temperature:
         picked = picked / temperature
     logp_all = torch.log_softmax(picked, dim=-1)
     chosen = logp_all.gather(-1, targets[where].unsqueeze(-1)).squeeze(-1)
-    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    with torch.no_grad():  # a metric: no graph keeping two vocabulary-wide tensors alive
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
     logp = torch.zeros(ids.shape, dtype=chosen.dtype, device=ids.device)
     ent = torch.zeros(ids.shape, dtype=chosen.dtype, device=ids.device)
     logp[:, offset:][where] = chosen
-    ent[:, offset:][where] = entropy.detach()
+    ent[:, offset:][where] = entropy
     return logp, ent
