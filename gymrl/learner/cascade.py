@@ -51,21 +51,18 @@ class Layout:
 
         p, rows, width = self.head, self.rows, self.width
         q, k, v = query[0], key[0], value[0]
-        heads, kv_heads, dim = q.shape[0], k.shape[0], q.shape[-1]
-        group = heads // kv_heads  # query heads per key head (kv head h // group serves h)
+        heads, dim = q.shape[0], q.shape[-1]
         prompt = cascade.prefix_attention(query[:, :, :p], key[:, :, :p], value[:, :, :p],
                                           scale)[0]
 
-        def own(x: Any) -> Any:  # (heads, N, D) -> (heads, rows, width, D)
-            return x[:, p:].index_select(1, self.gather).view(x.shape[0], rows, width, dim)
+        def own(x: Any) -> Any:  # (heads, N, D) -> (rows, heads, width, D), padded
+            return x[:, p:].index_select(1, self.gather).view(
+                x.shape[0], rows, width, dim).transpose(0, 1)
 
-        # (KV, R, G * width, D): the queries of the G query heads key head h serves.
-        q_own = own(q).view(kv_heads, group, rows, width, dim).transpose(1, 2).reshape(
-            kv_heads, rows, group * width, dim)
-        allowed = self.allowed.repeat(1, group, 1)
-        out = cascade.attend(q_own, k[:, :p], v[:, :p], own(k), own(v), allowed, scale)
-        out = out.view(kv_heads, rows, group, width, dim).transpose(1, 2).reshape(
-            heads, rows * width, dim).index_select(1, self.scatter)
+        out = cascade.rows_attention(own(q), k[:, :p], v[:, :p], own(k), own(v), self.allowed,
+                                     scale)
+        out = out.transpose(0, 1).reshape(heads, rows * width, dim).index_select(
+            1, self.scatter)
         return torch.cat([prompt, out], dim=1).transpose(0, 1)[None]
 
 
