@@ -7,10 +7,12 @@ reads G copies of the prompt's keys (and sums G copies of their gradients).
 
 Here the prompt's tokens and every row's real tokens are laid end to end in one sequence, so
 each linear layer multiplies once, over real tokens only; the prompt attends causally to
-itself and the rows through cascade attention (:mod:`gymrl.backends.cascade`).
+itself, and the rows (gathered into a padded layout for attention alone) to the prompt and
+their own tokens (:func:`gymrl.backends.cascade.rows_attention`).
 
-On SmolLM2-135M, one group of 8 x 32 tokens after a 280-token prompt on 2 cores, the update's
-forward and backward took 2.7 s against 3.3 s for the padded pass.
+On SmolLM2-135M on 2 cores, one group of 8 x 32 tokens after a 280-token prompt: forward and
+backward 2.4 s against 3.1 s for the padded passes; 8 rows of up to 600 tokens after a 300-token
+prompt: peak resident memory 14.3 GiB against 17.1.
 """
 
 from __future__ import annotations
