@@ -154,9 +154,9 @@ class CascadeCache:
     in a growing buffer; it runs the model itself (:meth:`logits`).
 
     It offers what ``decode`` and the backend ask of transformers' caches:
-    ``get_seq_length``, ``batch_repeat_interleave`` (after the prompt: the number of rows),
-    ``batch_select_indices`` (rows leaving), and :meth:`row` (a row's keys and values, for
-    ``RowCaches``).
+    ``get_seq_length``, ``batch_repeat_interleave`` (after the prompt; the rows are those of
+    the first pass after it), ``batch_select_indices`` (rows leaving), and :meth:`row` (a
+    row's keys and values, for ``RowCaches``).
     """
 
     #: Columns added past what a buffer needs whenever it grows.
@@ -167,7 +167,6 @@ class CascadeCache:
         layers = len(lm.model.layers)
         self.prefix: list[tuple[Any, Any] | None] = [None] * layers
         self.own: list[tuple[Any, Any] | None] = [None] * layers
-        self.rows = 1
         self.filled = 0  # own columns written by every layer
         self.allowed: Any = None  # (R, n, filled + n) for the pass under way
         self._prefilling = False
@@ -179,10 +178,8 @@ class CascadeCache:
     def batch_repeat_interleave(self, repeats: int) -> None:
         if self.filled:
             raise ValueError("CascadeCache: rows can only be repeated before their own tokens")
-        self.rows *= repeats
 
     def batch_select_indices(self, indices: Any) -> None:
-        self.rows = len(indices)
         self.own = [None if kv is None else (kv[0][:, indices], kv[1][:, indices])
                     for kv in self.own]
 

@@ -32,6 +32,7 @@ class Layout:
         head: tokens of the shared prompt (first in the sequence).
         rows: number of rows.
         width: the longest row's own tokens (after the prompt).
+        starts: (rows,) where each row's tokens begin among the rows' tokens.
         gather: (rows * width,) for each padded slot, its token's index among the rows' tokens
             (0 for padding slots, which are masked).
         scatter: (row tokens,) for each row token, its padded slot.
@@ -42,6 +43,7 @@ class Layout:
     head: int
     rows: int
     width: int
+    starts: Any
     gather: Any
     scatter: Any
     allowed: Any
@@ -88,7 +90,7 @@ def layout(attention: Any, head: int) -> Layout:
     gather = torch.where(real, starts[:, None] + slot[None, :], 0).reshape(-1)
     scatter = torch.nonzero(real.reshape(-1)).squeeze(1)
     causal = torch.ones(width, width, dtype=torch.bool, device=attention.device).tril()
-    return Layout(head, attention.shape[0], width, gather, scatter,
+    return Layout(head, attention.shape[0], width, starts, gather, scatter,
                   causal[None] & real[:, None, :])
 
 
@@ -114,6 +116,5 @@ def policy_states(lm: Any, ids: Any, attention: Any, mask: Any, head: int) -> An
     # Row r's column c (after the head) is predicted by its column c - 1: the prompt's last
     # token for c = 0, else the row's own token c - 1.
     row, column = torch.nonzero(mask[:, head:].bool(), as_tuple=True)
-    starts = torch.cumsum(real.sum(dim=1), 0) - real.sum(dim=1)
-    source = torch.where(column == 0, head - 1, head + starts[row] + column - 1)
+    source = torch.where(column == 0, head - 1, head + plan.starts[row] + column - 1)
     return hidden[source]
